@@ -1,0 +1,23 @@
+# Conveniences over scripts/dev.sh, which does the set-up (see README).
+.PHONY: run headless test lint screenshot bench clean
+
+run:
+	scripts/dev.sh run
+
+headless:
+	scripts/dev.sh run --headless
+
+test:
+	scripts/dev.sh test
+
+lint:
+	scripts/dev.sh setup test
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+screenshot:
+	scripts/dev.sh setup test
+	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py docs/screenshot.png
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,212 @@
+"""Taskdesk's entry point: the one place that wires storage, service, API and window together.
+
+Start-up order: parse options → open the database and run migrations (before any thread
+starts) → re-queue work a stopped process left running → start workers → start the API →
+show the window or stay headless. Shut-down reverses it: stop the API (no new work), stop the
+workers (running tasks finish, the rest stays queued), close the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PySide6.QtCore import QCoreApplication, QSocketNotifier
+
+from service.api import LOOPBACK_NAMES, ApiConfig, create_app
+from service.api_server import ApiServer, ApiStartError
+from service.settings import Settings, parse_settings
+from service.task_service import TaskService
+from service.version import VERSION
+from service.worker_pool import WorkerPool
+from storage import DatabaseError, MigrationError, TaskStore, migrate, open_connection
+
+log = logging.getLogger("taskdesk")
+
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+EXIT_OK, EXIT_STARTUP_FAILED = 0, 1
+
+
+class StartupError(Exception):
+    """Taskdesk cannot start; the message says what went wrong, naming the file or port."""
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    store: TaskStore
+    service: TaskService
+    pool: WorkerPool
+    api: ApiServer | None = None
+    api_error: str | None = None
+
+    def start_api(self) -> None:
+        s = self.settings
+        config = ApiConfig(
+            token=s.token,
+            allowed_hosts=LOOPBACK_NAMES | {s.host} if s.loopback else None,
+            workers=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
+            version=VERSION,
+        )
+        api = ApiServer(create_app(self.service, config), s.host, s.port)
+        try:
+            api.start()
+        except ApiStartError as exc:
+            self.api_error = str(exc)
+            raise
+        self.api = api
+
+    def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS)
+        self.store.close()
+        note = "" if finished else " (tasks still running will run again at next start)"
+        log.info("Taskdesk stopped%s", note)
+
+
+def open_engine(settings: Settings) -> Engine:
+    """Open and migrate the database, recover unfinished work, start the workers."""
+    path = settings.db
+    log.info("Taskdesk %s, database %s", VERSION, path)
+    try:
+        conn = open_connection(path, settings.synchronous)  # type: ignore[arg-type]
+        try:
+            before, after = migrate(conn, path)
+        finally:
+            conn.close()
+    except (DatabaseError, MigrationError) as exc:
+        raise StartupError(str(exc)) from exc
+    if before != after:
+        log.info("database migrated from schema version %d to %d", before, after)
+    store = TaskStore(path, settings.synchronous)  # type: ignore[arg-type]
+    service = TaskService(store, max_attempts=settings.max_attempts,
+                          backoff_base=settings.retry_backoff)
+    try:
+        service.recover()
+    except Exception as exc:
+        store.close()
+        raise StartupError(f"cannot recover unfinished tasks in database {path}: {exc}") from exc
+    pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
+    pool.start()
+    return Engine(settings, store, service, pool)
+
+
+class SignalQuit:
+    """SIGINT/SIGTERM quit the Qt event loop, which then shuts down gracefully.
+
+    Python runs signal handlers only between bytecodes, and Qt's loop runs in C++; the wake-up
+    fd makes the loop notice a signal at once instead of at the next unrelated event.
+    """
+
+    def __init__(self, app: QCoreApplication) -> None:
+        self._app = app
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        signal.set_wakeup_fd(self._writer.fileno())
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        self._notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read, app)
+        self._notifier.activated.connect(self._drain)
+
+    def _drain(self, *_: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._reader.recv(64)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        self._app.quit()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM") or sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_headless(settings: Settings) -> int:
+    app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+    try:
+        engine = open_engine(settings)
+    except StartupError as exc:
+        print(f"taskdesk: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+    try:
+        engine.start_api()
+    except ApiStartError as exc:
+        print(f"taskdesk: {exc}", file=sys.stderr)
+        engine.stop()
+        return EXIT_STARTUP_FAILED
+    _signals = SignalQuit(app)
+    app.exec()
+    engine.stop()
+    return EXIT_OK
+
+
+def run_window(settings: Settings) -> int:
+    # Imported here so that headless mode never loads QtWidgets.
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import AppInfo, MainWindow
+    from gui.startup_dialog import show_startup_error
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Taskdesk")
+    app.setOrganizationName("Taskdesk")
+    app.setApplicationVersion(VERSION)
+    try:
+        engine = open_engine(settings)
+    except StartupError as exc:
+        log.error("%s", exc)
+        show_startup_error(str(exc))
+        return EXIT_STARTUP_FAILED
+    try:
+        engine.start_api()
+    except ApiStartError as exc:
+        # The window works without the API; the status bar says why it is not available.
+        log.error("%s", exc)
+    info = AppInfo(
+        version=VERSION,
+        db_path=settings.db,
+        api_url=engine.api.url if engine.api else None,
+        api_error=engine.api_error,
+        token=settings.token,
+    )
+    window = MainWindow(engine.service, engine.pool, info)
+    window.show()
+    _signals = SignalQuit(app)
+    app.exec()
+    window.shutdown()
+    engine.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    _configure_logging(settings.log_level)
+    if settings.headless:
+        return run_headless(settings)
+    if not _has_display():
+        log.warning("no display found (DISPLAY and WAYLAND_DISPLAY are unset): running "
+                    "headless, API and workers only; pass --headless to skip this check")
+        return run_headless(settings)
+    return run_window(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

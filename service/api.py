@@ -1,0 +1,226 @@
+"""The HTTP API: a bottle application built by ``create_app(service)``.
+
+Every response body is JSON, errors included. Requests are checked, before routing, for the
+security defaults of a local API: a loopback ``Host`` header (so a web page on a rebound DNS
+name cannot reach it), a bearer token when one is configured, ``Content-Type:
+application/json`` on every POST (so a page cannot post a plain form) and a 1 MiB body limit.
+The app runs on the API server's threads and never touches a Qt object.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import bottle
+
+from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.openapi import openapi_document
+from service.task_service import TaskService, dumps
+from storage import STATUSES
+
+log = logging.getLogger("taskdesk.api")
+
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+# bottle keeps the body in memory up to this size and refuses (413) larger JSON bodies.
+bottle.BaseRequest.MEMFILE_MAX = MAX_BODY_BYTES
+
+
+@dataclass
+class ApiConfig:
+    token: str | None = None
+    # Host header names accepted; None accepts any (used when bound beyond loopback, where a
+    # token is required instead).
+    allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES
+    # Extra fields for GET /health and GET /stats, supplied by whoever runs the workers.
+    workers: Callable[[], dict[str, int]] = field(default=lambda: {"busy": 0, "total": 0})
+    version: str = "0"
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> NoReturn:
+    raise bottle.HTTPResponse(
+        body=dumps(body),
+        status=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def json_error(
+    status: int, message: str, headers: dict[str, str] | None = None, detail: str | None = None
+) -> NoReturn:
+    body = {"error": message} if detail is None else {"error": message, "detail": detail}
+    json_response(status, body, headers)
+
+
+def _host_name(host_header: str) -> str:
+    """'[::1]:8080' → '::1', 'localhost:8080' → 'localhost'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _read_body() -> bytes:
+    request = bottle.request
+    if request.content_length > MAX_BODY_BYTES:
+        json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    raw: bytes = request.body.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def _decode_json(raw: bytes) -> Any:
+    def reject_constant(name: str) -> NoReturn:
+        raise ValueError(f"{name} is not valid JSON")
+
+    if not raw.strip():
+        json_error(400, "invalid JSON", detail="the request body is empty")
+    try:
+        return json.loads(raw, parse_constant=reject_constant)
+    except RecursionError:
+        json_error(400, "invalid JSON", detail="nested too deeply")
+    except (ValueError, UnicodeDecodeError) as exc:
+        json_error(400, "invalid JSON", detail=str(exc))
+
+
+def _int_param(name: str, default: int, low: int, high: int | None) -> int:
+    raw = bottle.request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        json_error(400, f"{name} must be an integer")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        json_error(400, f"{name} must be {bound}")
+    return value
+
+
+def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.Bottle:
+    cfg = config or ApiConfig()
+    app = bottle.Bottle(autojson=False)
+    token = cfg.token.encode() if cfg.token else None
+
+    def error_page(err: bottle.HTTPError) -> str:
+        # bottle's own errors (404, 405, 500, its 413/400 from body parsing) as JSON.
+        bottle.response.content_type = "application/json"
+        if err.status_code >= 500:
+            log.error("internal error on %s %s: %s", bottle.request.method,
+                      bottle.request.path, err.exception)
+            return dumps({"error": "internal server error"})
+        message = {404: "not found", 405: "method not allowed"}.get(
+            err.status_code, str(err.body) if err.body else err.status_line
+        )
+        return dumps({"error": message})
+
+    app.default_error_handler = error_page  # type: ignore[method-assign]
+
+    @app.hook("before_request")
+    def check_request() -> None:
+        request = bottle.request
+        if cfg.allowed_hosts is not None:
+            host = request.get_header("Host")
+            if host is not None and _host_name(host) not in cfg.allowed_hosts:
+                json_error(403, "forbidden Host header; use localhost or 127.0.0.1")
+        if token is not None:
+            given = request.get_header("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+                json_error(401, "missing or invalid bearer token",
+                           {"WWW-Authenticate": 'Bearer realm="taskdesk"'})
+        if request.method == "POST":
+            media_type = request.content_type.split(";", 1)[0].strip().lower()
+            if media_type != "application/json":
+                json_error(415, "Content-Type must be application/json")
+
+    @app.post("/tasks")
+    def submit_task() -> NoReturn:
+        body = _decode_json(_read_body())
+        if not isinstance(body, dict):
+            json_error(400, "request body must be a JSON object")
+        unknown = sorted(set(body) - {"action", "data"})
+        if unknown:
+            json_error(400, f"unknown field(s): {', '.join(unknown)}")
+        try:
+            task = service.submit(body.get("action"), body.get("data"))
+        except ValidationError as exc:
+            json_error(400, str(exc))
+        json_response(202, {"id": task.id, "status": task.status})
+
+    @app.get("/tasks")
+    def list_tasks() -> NoReturn:
+        query = bottle.request.query
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            json_error(400, f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+        action = query.getunicode("action") or None
+        limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = _int_param("offset", 0, 0, None)
+        tasks, total = service.list_tasks(status, action, limit, offset)
+        json_response(
+            200, {"tasks": [t.to_dict() for t in tasks], "count": len(tasks), "total": total}
+        )
+
+    @app.get("/tasks/<task_id>")
+    def get_task(task_id: str) -> NoReturn:
+        try:
+            json_response(200, service.get(task_id).to_dict())
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+
+    def change(task_id: str, apply: Callable[[str], Any], ok_status: int) -> NoReturn:
+        _parse_optional_empty_body()
+        try:
+            task = apply(task_id)
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+        except InvalidTransitionError as exc:
+            json_error(409, str(exc))
+        json_response(ok_status, task.to_dict())
+
+    @app.post("/tasks/<task_id>/retry")
+    def retry_task(task_id: str) -> NoReturn:
+        change(task_id, service.retry, 202)
+
+    @app.post("/tasks/<task_id>/cancel")
+    def cancel_task(task_id: str) -> NoReturn:
+        change(task_id, service.cancel, 200)
+
+    @app.get("/stats")
+    def stats() -> NoReturn:
+        counts = service.counts()
+        completed, failed = service.rates.rates(10)
+        json_response(200, {
+            "counts": counts,
+            "queue_depth": counts["queued"],
+            "workers": cfg.workers(),
+            "throughput": {"completed_per_second": completed, "failed_per_second": failed,
+                           "window_seconds": 10},
+        })
+
+    @app.get("/health")
+    def health() -> NoReturn:
+        json_response(200, {"status": "ok", "version": cfg.version, "workers": cfg.workers()})
+
+    @app.get("/openapi.json")
+    def openapi() -> NoReturn:
+        json_response(200, openapi_document(cfg.version))
+
+    return app
+
+
+def _parse_optional_empty_body() -> None:
+    """retry and cancel take no body: accept none, or an empty JSON object."""
+    raw = _read_body()
+    if raw.strip() and _decode_json(raw) != {}:
+        json_error(400, "this request takes no body (or an empty JSON object)")

@@ -1,0 +1,241 @@
+"""TaskService: the one entry point the window, the API and the workers use.
+
+It validates submissions, stores every accepted task as ``queued`` before returning (so the
+caller can answer 202 knowing the task is on disk), runs a claimed task's action, records the
+outcome and tells subscribers what changed. Subscribers are plain callables invoked on the
+thread that made the change; they must be quick and thread-safe (the worker pool sets an
+event, the window appends to a queue it drains on the GUI thread). The service itself uses no
+Qt, so the API thread never touches a Qt object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service.actions import ActionRegistry, default_registry
+from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.metrics import RateHistory
+from storage import STATUSES, Task, TaskStore
+
+log = logging.getLogger("taskdesk.service")
+
+MAX_ACTION_LENGTH = 100
+MAX_DATA_BYTES = 1024 * 1024
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """What happened to a task: submitted, started, completed, requeued, failed, cancelled,
+    retried. ``task`` is the task as stored right after the change."""
+
+    kind: str
+    task: Task
+
+
+Listener = Callable[[TaskEvent], None]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, refusing NaN and infinities (they are not JSON)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class TaskService:
+    def __init__(
+        self,
+        store: TaskStore,
+        registry: ActionRegistry | None = None,
+        *,
+        max_attempts: int = 3,
+        backoff_base: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.store = store
+        self.registry = registry or default_registry()
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.clock = clock
+        self.rates = RateHistory()
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+
+    # -- change notification ------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call *listener* after every change; returns a function that unsubscribes it."""
+        with self._listeners_lock:
+            self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            with self._listeners_lock:
+                self._listeners = [f for f in self._listeners if f is not listener]
+
+        return unsubscribe
+
+    def _emit(self, kind: str, task: Task) -> None:
+        for listener in self._listeners:
+            try:
+                listener(TaskEvent(kind, task))
+            except Exception:  # a broken subscriber must not undo a stored change
+                log.exception("task event listener failed")
+
+    # -- submissions --------------------------------------------------------------------------
+
+    def validate(self, action: Any, data: Any) -> tuple[str, str]:
+        """Check a submission; return (action, data as JSON text) or raise ValidationError."""
+        if action is None or action == "":
+            raise ValidationError("action required")
+        if not isinstance(action, str):
+            raise ValidationError("action must be a string")
+        if not action.strip():
+            raise ValidationError("action required")
+        if len(action) > MAX_ACTION_LENGTH:
+            raise ValidationError(f"action must be at most {MAX_ACTION_LENGTH} characters")
+        if any(not ch.isprintable() for ch in action):
+            raise ValidationError("action must not contain control characters")
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ValidationError("data must be a JSON object")
+        self.registry.get(action).validate(data)
+        try:
+            data_json = dumps(data)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValidationError(f"data is not valid JSON: {exc}") from exc
+        if len(data_json.encode()) > MAX_DATA_BYTES:
+            raise ValidationError(f"data must be at most {MAX_DATA_BYTES} bytes of JSON")
+        return action, data_json
+
+    def submit(self, action: Any, data: Any = None) -> Task:
+        """Validate and store one task as queued; the task is on disk when this returns."""
+        action, data_json = self.validate(action, data)
+        task = self.store.add(action, data_json, self.max_attempts, self.clock())
+        log.info("task queued id=%s action=%s", task.id, task.action)
+        self._emit("submitted", task)
+        return task
+
+    def submit_many(self, action: Any, data: Any, copies: int) -> list[str]:
+        """Store *copies* identical tasks in one transaction; return their ids."""
+        if copies < 1:
+            raise ValidationError("copies must be at least 1")
+        action, data_json = self.validate(action, data)
+        ids = self.store.add_many([(action, data_json)] * copies, self.max_attempts, self.clock())
+        log.info("%d tasks queued action=%s", len(ids), action)
+        first = self.store.get(ids[-1])
+        if first is not None:
+            self._emit("submitted", first)
+        return ids
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(task_id)
+        return task
+
+    def list_tasks(
+        self,
+        status: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Task], int]:
+        """A page of tasks, newest first, and how many match in all."""
+        if status is not None and status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+        tasks = self.store.list_tasks(status, action, limit, offset)
+        return tasks, self.store.count(status, action)
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts()
+
+    # -- user actions on a task ----------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> Task:
+        task = self.store.cancel(task_id, self.clock())
+        if task is None:
+            current = self.get(task_id)
+            raise InvalidTransitionError(task_id, current.status, "cancel", "queued tasks can be")
+        log.info("task cancelled id=%s action=%s", task.id, task.action)
+        self._emit("cancelled", task)
+        return task
+
+    def retry(self, task_id: str) -> Task:
+        task = self.store.retry(task_id)
+        if task is None:
+            current = self.get(task_id)
+            raise InvalidTransitionError(
+                task_id, current.status, "retry", "failed or cancelled tasks can be"
+            )
+        log.info("task retried id=%s action=%s", task.id, task.action)
+        self._emit("retried", task)
+        return task
+
+    def recover(self) -> int:
+        """Put tasks a stopped process left running back in the queue (start-up only)."""
+        n = self.store.recover_running(self.clock())
+        if n:
+            log.warning("%d task(s) were running when Taskdesk last stopped; re-queued", n)
+        return n
+
+    # -- worker side ----------------------------------------------------------------------------
+
+    def start(self, task_id: str) -> Task | None:
+        """Claim a queued task for a worker; None if it was cancelled or taken meanwhile."""
+        task = self.store.claim(task_id, self.clock())
+        if task is not None:
+            log.info("processing task id=%s action=%s attempt=%d/%d",
+                     task.id, task.action, task.attempts, task.max_attempts)
+            self._emit("started", task)
+        return task
+
+    def execute(self, task: Task) -> Task | None:
+        """Run a claimed task's action and store the outcome; returns the stored task."""
+        try:
+            result = self.registry.get(task.action).handler(task.data)
+            result_json = dumps(result)
+            if len(result_json.encode()) > MAX_RESULT_BYTES:
+                raise ValueError(f"result is larger than {MAX_RESULT_BYTES} bytes")
+        except Exception as exc:  # any failure of an action is a failed attempt
+            return self._attempt_failed(task, f"{type(exc).__name__}: {exc}")
+        done = self.store.complete(task.id, result_json, self.clock())
+        if done is not None:
+            log.info("task completed id=%s action=%s", done.id, done.action)
+            log.debug("task result id=%s result=%s", done.id, result_json)
+            self.rates.record(completed=1)
+            self._emit("completed", done)
+        return done
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait before attempt number ``attempts + 1``: base · 2^(attempts-1)."""
+        delay = self.backoff_base * math.pow(2, max(0, attempts - 1))
+        return min(delay, MAX_BACKOFF_SECONDS)
+
+    def _attempt_failed(self, task: Task, error: str) -> Task | None:
+        if task.attempts >= task.max_attempts:
+            failed = self.store.fail(task.id, error, self.clock())
+            if failed is not None:
+                log.warning("task failed id=%s action=%s attempts=%d error=%s",
+                            task.id, task.action, task.attempts, error)
+                self.rates.record(failed=1)
+                self._emit("failed", failed)
+            return failed
+        delay = self.backoff(task.attempts)
+        queued = self.store.requeue(task.id, error, self.clock() + delay)
+        if queued is not None:
+            log.warning("task attempt failed id=%s action=%s attempt=%d/%d retry_in=%.1fs error=%s",
+                        task.id, task.action, task.attempts, task.max_attempts, delay, error)
+            self._emit("requeued", queued)
+        return queued

@@ -1,0 +1,184 @@
+"""WorkerPool: a QThreadPool of long-lived runnables fed from SQLite through a small queue.
+
+Threads:
+- one *feeder* thread asks the store for the oldest due queued tasks and puts at most
+  ``prefetch`` ids into an in-memory queue; it sleeps until woken by a submission, a retry, a
+  finished task, or the next retry time. The database stays the queue: the in-memory queue
+  only ever holds a handful of ids, whatever the backlog, and losing it loses nothing.
+- ``workers`` runnables on a private QThreadPool take ids from that queue, claim the task
+  atomically (a cancelled task is skipped), simulate ``work_delay`` seconds of work, run the
+  action and store the outcome through TaskService.
+
+No Qt signal is involved: progress reaches the window through TaskService subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from PySide6.QtCore import QRunnable, QThreadPool
+
+from service.task_service import TaskEvent, TaskService
+
+log = logging.getLogger("taskdesk.workers")
+
+# Longest the feeder sleeps without being woken; it bounds how late it notices work that
+# reached the database some other way (another process writing to the same file).
+IDLE_POLL_SECONDS = 2.0
+
+
+class _Runner(QRunnable):
+    def __init__(self, pool: WorkerPool) -> None:
+        super().__init__()
+        self._pool = pool
+
+    def run(self) -> None:
+        self._pool._work_loop()
+
+
+class WorkerPool:
+    def __init__(
+        self, service: TaskService, workers: int = 2, prefetch: int = 5, work_delay: float = 0.1
+    ) -> None:
+        if workers < 1 or prefetch < 1 or work_delay < 0:
+            raise ValueError("workers and prefetch must be ≥ 1 and work_delay ≥ 0")
+        self.service = service
+        self.workers = workers
+        self.prefetch = prefetch
+        self.work_delay = work_delay
+        self._ids: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._inflight: set[str] = set()  # fed and not finished (in the queue or running)
+        self._waiting = 0  # ids in the queue not yet taken by a worker
+        self._busy = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._feeder: threading.Thread | None = None
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(workers)
+        self._unsubscribe = service.subscribe(self._on_event)
+
+    # -- status ---------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    @property
+    def running(self) -> bool:
+        return self._feeder is not None and not self._stopping.is_set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._feeder is not None:
+            raise RuntimeError("worker pool already started")
+        self._feeder = threading.Thread(target=self._feed_loop, name="taskdesk-feeder", daemon=True)
+        self._feeder.start()
+        for _ in range(self.workers):
+            self._pool.start(_Runner(self))
+        log.info("%d workers started (prefetch %d, work delay %.3fs)",
+                 self.workers, self.prefetch, self.work_delay)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop feeding, let running tasks finish for up to *timeout* seconds.
+
+        Ids still waiting in the in-memory queue are dropped: their tasks are queued in the
+        database and the next start runs them. Returns False if some task was still running
+        when the time ran out (it will be recovered at the next start).
+        """
+        self._unsubscribe()
+        self._stopping.set()
+        self._wake.set()
+        if self._feeder is not None:
+            self._feeder.join()
+        dropped = 0
+        while True:
+            try:
+                item = self._ids.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                dropped += 1
+        for _ in range(self.workers):
+            self._ids.put(None)
+        finished = bool(self._pool.waitForDone(int(timeout * 1000)))
+        if not finished:
+            log.warning("%d task(s) still running after %.0fs; they will run again at next start",
+                        self._busy, timeout)
+        log.info("workers stopped")
+        return finished
+
+    # -- feeder ---------------------------------------------------------------------------------
+
+    def _on_event(self, event: TaskEvent) -> None:
+        if event.kind in ("submitted", "retried", "requeued"):
+            self._wake.set()
+
+    def _feed_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                timeout = self._feed_once()
+            except Exception:
+                log.exception("feeder could not read the queue; trying again")
+                timeout = IDLE_POLL_SECONDS
+            self._wake.wait(timeout)
+
+    def _feed_once(self) -> float:
+        """Top the in-memory queue up to ``prefetch``; return how long to sleep at most."""
+        with self._lock:
+            free = self.prefetch - self._waiting
+            skip = set(self._inflight)
+        if free <= 0:
+            return IDLE_POLL_SECONDS  # a worker taking an id wakes us
+        now = self.service.clock()
+        due = self.service.store.due_ids(now, free + len(skip))
+        fresh = [task_id for task_id in due if task_id not in skip][:free]
+        with self._lock:
+            for task_id in fresh:
+                self._inflight.add(task_id)
+                self._waiting += 1
+                self._ids.put(task_id)
+        if len(fresh) == free:
+            return IDLE_POLL_SECONDS
+        next_due = self.service.store.next_run_after()
+        if next_due is not None and next_due > now:
+            return min(IDLE_POLL_SECONDS, next_due - now)
+        return IDLE_POLL_SECONDS
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        while True:
+            task_id = self._ids.get()
+            if task_id is None:
+                return
+            with self._lock:
+                self._waiting -= 1
+                self._busy += 1
+            self._wake.set()  # room in the queue
+            try:
+                self._run_one(task_id)
+            except Exception:
+                # Outside the action itself (e.g. the database went away): log, keep working.
+                # The task stays running in the database and is recovered at the next start.
+                log.exception("worker error while processing task id=%s", task_id)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._inflight.discard(task_id)
+                self._wake.set()
+
+    def _run_one(self, task_id: str) -> None:
+        if self._stopping.is_set():
+            return
+        task = self.service.start(task_id)
+        if task is None:
+            return  # cancelled or claimed elsewhere since it was fed
+        if self.work_delay:
+            time.sleep(self.work_delay)
+        self.service.execute(task)

@@ -1,0 +1,22 @@
+"""SQLite persistence for Taskdesk: connections, migrations and the task store.
+
+Nothing here knows about Qt or HTTP; every SQL statement of the product lives in this package.
+"""
+
+from storage.connection import DatabaseError, open_connection
+from storage.migrations import LATEST_VERSION, MigrationError, SchemaTooNewError, migrate
+from storage.models import STATUSES, Task, TaskStatus
+from storage.task_store import TaskStore
+
+__all__ = [
+    "LATEST_VERSION",
+    "STATUSES",
+    "DatabaseError",
+    "MigrationError",
+    "SchemaTooNewError",
+    "Task",
+    "TaskStatus",
+    "TaskStore",
+    "migrate",
+    "open_connection",
+]

@@ -1,0 +1,183 @@
+"""Schema migrations: numbered steps tracked by ``PRAGMA user_version``.
+
+Step *n* brings a database from version n-1 to n. Each step runs in its own ``BEGIN IMMEDIATE``
+transaction that also writes the new ``user_version``, so a failed or interrupted upgrade leaves
+the database exactly at the previous version. Migrations run once, at start-up, before any other
+thread opens the database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from storage.models import STATUSES
+
+
+class MigrationError(Exception):
+    """A migration step failed; the message names the database file, the step and the cause."""
+
+
+class SchemaTooNewError(MigrationError):
+    """The database was written by a newer Taskdesk than this one."""
+
+
+def _step_1_tutorial_table(conn: sqlite3.Connection) -> None:
+    # Exactly the table of the original tutorial, so its databases are recognised as version 1.
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tasks (
+            id TEXT PRIMARY KEY,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            result TEXT,
+            created_at INTEGER NOT NULL,
+            processed_at INTEGER
+        )
+        """
+    )
+
+
+_STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
+
+
+def _step_2_task_lifecycle(conn: sqlite3.Connection) -> None:
+    # SQLite cannot add a rowid alias or CHECK constraints with ALTER TABLE, so the table is
+    # rebuilt (SQLite's documented 12-step procedure, inside this step's transaction).
+    # `seq` gives a stable insertion order: "newest first" and "oldest first" never depend on
+    # clock resolution, and it is the rowid, so ordering by it needs no extra index.
+    conn.execute(
+        f"""
+        CREATE TABLE tasks_v2 (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            action TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{{}}',
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ({_STATUS_LIST})),
+            result TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 3,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            processed_at REAL,
+            run_after REAL NOT NULL DEFAULT 0
+        )
+        """
+    )
+    # The tutorial stored the whole task as JSON in `payload` ({id, action, data, created_at}),
+    # with status 'pending' or 'completed'.
+    conn.execute(
+        f"""
+        INSERT INTO tasks_v2 (id, action, data, status, result, error, attempts,
+                              created_at, processed_at)
+        SELECT
+            id,
+            COALESCE(CASE WHEN json_valid(payload)
+                          THEN CAST(json_extract(payload, '$.action') AS TEXT) END, 'unknown'),
+            CASE WHEN json_valid(payload) AND json_type(payload, '$.data') = 'object'
+                 THEN json_extract(payload, '$.data') ELSE '{{}}' END,
+            CASE WHEN status = 'pending' THEN 'queued'
+                 WHEN status IN ({_STATUS_LIST}) THEN status
+                 ELSE 'failed' END,
+            CASE WHEN result IS NULL OR json_valid(result) THEN result ELSE json_quote(result) END,
+            CASE WHEN status = 'pending' OR status IN ({_STATUS_LIST}) THEN NULL
+                 ELSE 'unknown status in an older database: ' || status END,
+            CASE WHEN status IN ('completed', 'failed') THEN 1 ELSE 0 END,
+            created_at,
+            processed_at
+        FROM tasks
+        ORDER BY created_at, rowid
+        """
+    )
+    conn.execute("DROP TABLE tasks")
+    conn.execute("ALTER TABLE tasks_v2 RENAME TO tasks")
+
+
+def _step_3_indexes_and_counts(conn: sqlite3.Connection) -> None:
+    # An index on status alone is ordered by (status, rowid), so "WHERE status=? ORDER BY seq
+    # DESC LIMIT n" walks the index backwards and stops after n rows.
+    conn.execute("CREATE INDEX tasks_by_status ON tasks (status)")
+    conn.execute("CREATE INDEX tasks_by_action ON tasks (action)")
+    # The feeder asks for the earliest retry time among queued tasks.
+    conn.execute("CREATE INDEX tasks_queued_run_after ON tasks (run_after) WHERE status = 'queued'")
+    # Counting a million rows per refresh is too slow for a live window, so counts per status
+    # are kept up to date by triggers in the same transaction as the change itself.
+    conn.execute(
+        "CREATE TABLE task_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    conn.executemany(
+        "INSERT INTO task_counts (status, n) "
+        "VALUES (?, (SELECT count(*) FROM tasks WHERE status = ?))",
+        [(s, s) for s in STATUSES],
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
+            UPDATE task_counts SET n = n + 1 WHERE status = NEW.status;
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE status = OLD.status;
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER tasks_count_update AFTER UPDATE OF status ON tasks
+        WHEN OLD.status IS NOT NEW.status BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE status = OLD.status;
+            UPDATE task_counts SET n = n + 1 WHERE status = NEW.status;
+        END
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _step_1_tutorial_table,
+    _step_2_task_lifecycle,
+    _step_3_indexes_and_counts,
+)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, path: Path | str) -> tuple[int, int]:
+    """Bring the database to LATEST_VERSION; return (version before, version after).
+
+    Raises SchemaTooNewError for a database written by a newer Taskdesk, MigrationError when a
+    step fails (the database then stays at the last version that completed).
+    """
+    try:
+        current = schema_version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise MigrationError(f"cannot read schema version of database {path}: {exc}") from exc
+    if current > LATEST_VERSION:
+        raise SchemaTooNewError(
+            f"database {path} has schema version {current}, but this Taskdesk only knows "
+            f"versions up to {LATEST_VERSION}; it was written by a newer Taskdesk. "
+            "Upgrade Taskdesk or use another --db file."
+        )
+    start = current
+    for version in range(current + 1, LATEST_VERSION + 1):
+        step = MIGRATIONS[version - 1]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise MigrationError(
+                f"migration of database {path} to schema version {version} "
+                f"({step.__name__.lstrip('_')}) failed: {exc}"
+            ) from exc
+    return start, LATEST_VERSION

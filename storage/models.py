@@ -1,0 +1,92 @@
+"""The task record as the rest of the program sees it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
+
+# The columns every read selects, in the order Task.from_row expects.
+TASK_COLUMNS = (
+    "id, action, data, status, result, error, attempts, max_attempts, "
+    "created_at, started_at, processed_at, run_after"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    action: str
+    data: Any
+    status: str
+    result: Any
+    error: str | None
+    attempts: int
+    max_attempts: int
+    created_at: float
+    started_at: float | None
+    processed_at: float | None
+    run_after: float
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Task:
+        (id_, action, data, status, result, error, attempts, max_attempts,
+         created_at, started_at, processed_at, run_after) = row
+        return cls(
+            id=id_,
+            action=action,
+            data=_loads(data),
+            status=status,
+            result=_loads(result),
+            error=error,
+            attempts=attempts,
+            max_attempts=max_attempts,
+            created_at=created_at,
+            started_at=started_at,
+            processed_at=processed_at,
+            run_after=run_after or 0.0,
+        )
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.processed_at is None:
+            return None
+        return max(0.0, self.processed_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task as the API contract describes it (run_after is internal)."""
+        return {
+            "id": self.id,
+            "action": self.action,
+            "data": self.data,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "processed_at": self.processed_at,
+        }
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        # Rows written by other programs (e.g. the tutorial) may hold plain text.
+        return text

@@ -1,0 +1,212 @@
+"""TaskStore: every read and write of tasks, as single SQL statements or short transactions.
+
+Threading: each thread gets its own connection (SQLite connections must not be shared by
+threads that use them at once); WAL lets readers run while one writer commits. Every state
+change is one conditional UPDATE (``... WHERE id = ? AND status = ?``), so two threads racing
+over the same task (a cancel and a claim, say) always have exactly one winner.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from storage.connection import Synchronous, open_connection
+from storage.models import STATUSES, TASK_COLUMNS, Task, TaskStatus
+
+
+class TaskStore:
+    def __init__(self, path: Path, synchronous: Synchronous = "full") -> None:
+        self.path = path
+        self.synchronous: Synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("task store is closed")
+            conn = open_connection(self.path, self.synchronous)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection; call once all threads using the store are done."""
+        with self._lock:
+            self._closed = True
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> Task | None:
+        rows = self._conn().execute(sql, params).fetchall()
+        return Task.from_row(rows[0]) if rows else None
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add(self, action: str, data_json: str, max_attempts: int, now: float) -> Task:
+        """Store a new task as queued and return it."""
+        task = self._one(
+            f"INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
+            f"VALUES (?, ?, ?, 'queued', ?, ?) RETURNING {TASK_COLUMNS}",
+            (str(uuid.uuid4()), action, data_json, max_attempts, now),
+        )
+        assert task is not None
+        return task
+
+    def add_many(
+        self, items: Iterable[tuple[str, str]], max_attempts: int, now: float
+    ) -> list[str]:
+        """Store several (action, data_json) tasks in one transaction; return their ids."""
+        rows = [(str(uuid.uuid4()), action, data, max_attempts, now) for action, data in items]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
+                "VALUES (?, ?, ?, 'queued', ?, ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [row[0] for row in rows]
+
+    def claim(self, task_id: str, now: float) -> Task | None:
+        """queued → running, counting an attempt; None if the task is no longer queued."""
+        return self._one(
+            f"UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
+            f"attempts = attempts + 1 WHERE id = ? AND status = 'queued' RETURNING {TASK_COLUMNS}",
+            (now, task_id),
+        )
+
+    def complete(self, task_id: str, result_json: str, now: float) -> Task | None:
+        """running → completed with its result."""
+        return self._one(
+            f"UPDATE tasks SET status = 'completed', result = ?, error = NULL, processed_at = ? "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
+            (result_json, now, task_id),
+        )
+
+    def requeue(self, task_id: str, error: str, run_after: float) -> Task | None:
+        """running → queued after a failed attempt; it becomes due again at *run_after*."""
+        return self._one(
+            f"UPDATE tasks SET status = 'queued', error = ?, run_after = ? "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
+            (error, run_after, task_id),
+        )
+
+    def fail(self, task_id: str, error: str, now: float) -> Task | None:
+        """running → failed for good."""
+        return self._one(
+            f"UPDATE tasks SET status = 'failed', error = ?, processed_at = ? "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
+            (error, now, task_id),
+        )
+
+    def cancel(self, task_id: str, now: float) -> Task | None:
+        """queued → cancelled; None if the task is not queued (or does not exist)."""
+        return self._one(
+            f"UPDATE tasks SET status = 'cancelled', processed_at = ? "
+            f"WHERE id = ? AND status = 'queued' RETURNING {TASK_COLUMNS}",
+            (now, task_id),
+        )
+
+    def retry(self, task_id: str) -> Task | None:
+        """failed or cancelled → queued with a fresh set of attempts; None otherwise."""
+        return self._one(
+            f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
+            f"started_at = NULL, processed_at = NULL, run_after = 0 "
+            f"WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING {TASK_COLUMNS}",
+            (task_id,),
+        )
+
+    def recover_running(self, now: float) -> int:
+        """Put tasks left running by a stopped process back in the queue; return how many.
+
+        The interrupted attempt stays counted, so a task that kills the process every time it
+        runs ends as failed instead of looping forever.
+        """
+        cur = self._conn().execute(
+            "UPDATE tasks SET "
+            "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
+            "error = 'interrupted: Taskdesk stopped while this task was running', "
+            "processed_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END, "
+            "run_after = 0 "
+            "WHERE status = 'running'",
+            (now,),
+        )
+        return cur.rowcount
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        return self._one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+
+    def list_tasks(
+        self,
+        status: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks newest first, optionally filtered by status and action."""
+        where, params = _filters(status, action)
+        rows = self._conn().execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        return [Task.from_row(r) for r in rows]
+
+    def count(self, status: str | None = None, action: str | None = None) -> int:
+        if action is None:
+            counts = self.counts()
+            return counts[status] if status is not None else sum(counts.values())
+        where, params = _filters(status, action)
+        return int(self._conn().execute(f"SELECT count(*) FROM tasks{where}", params).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of tasks in each status (kept by triggers, so this is cheap)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update(self._conn().execute("SELECT status, n FROM task_counts").fetchall())
+        return counts
+
+    def due_ids(self, now: float, limit: int) -> list[str]:
+        """Ids of queued tasks whose retry time has come, oldest first."""
+        rows = self._conn().execute(
+            "SELECT id FROM tasks INDEXED BY tasks_by_status "
+            "WHERE status = 'queued' AND run_after <= ? ORDER BY seq LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def next_run_after(self) -> float | None:
+        """The earliest retry time among queued tasks (0 when some are due already)."""
+        row = self._conn().execute(
+            "SELECT min(run_after) FROM tasks INDEXED BY tasks_queued_run_after "
+            "WHERE status = 'queued'"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+
+def _filters(status: str | None, action: str | None) -> tuple[str, tuple[str, ...]]:
+    clauses: list[str] = []
+    params: list[str] = []
+    if status is not None:
+        clauses.append("status = ?")
+        params.append(TaskStatus(status).value)
+    if action is not None:
+        clauses.append("action = ?")
+        params.append(action)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

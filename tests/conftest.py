@@ -1,0 +1,129 @@
+"""Shared fixtures: real SQLite files in temporary folders, real workers, real HTTP on port 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from service.api import ApiConfig, create_app
+from service.api_server import ApiServer
+from service.task_service import TaskService
+from service.worker_pool import WorkerPool
+from storage import TaskStore, migrate, open_connection
+
+
+def make_db(path: Path) -> Path:
+    conn = open_connection(path)
+    migrate(conn, path)
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return make_db(tmp_path / "tasks.db")
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[TaskStore]:
+    s = TaskStore(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def service(store: TaskStore) -> TaskService:
+    # A short backoff keeps retry tests quick; the formula is tested on its own.
+    return TaskService(store, max_attempts=3, backoff_base=0.01)
+
+
+@pytest.fixture
+def pool_factory(qapp: Any, service: TaskService) -> Iterator[Callable[..., WorkerPool]]:
+    """Start worker pools on the fixture service (no simulated work unless asked)."""
+    pools: list[WorkerPool] = []
+
+    def start(workers: int = 2, prefetch: int = 5, work_delay: float = 0.0) -> WorkerPool:
+        pool = WorkerPool(service, workers, prefetch, work_delay)
+        pool.start()
+        pools.append(pool)
+        return pool
+
+    yield start
+    for pool in pools:
+        pool.stop()
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers.get("content-type", "").startswith("application/json"), self.headers
+        return json.loads(self.body)
+
+
+class Client:
+    """A tiny HTTP client over urllib that never raises on 4xx/5xx."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        json_body: Any = None,
+    ) -> Response:
+        hdrs = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+            hdrs.setdefault("Content-Type", "application/json")
+        data = body.encode() if isinstance(body, str) else body
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                                resp.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
+
+    def get(self, path: str, **kw: Any) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, json_body: Any = None, **kw: Any) -> Response:
+        return self.request("POST", path, json_body=json_body, **kw)
+
+
+@pytest.fixture
+def api_factory(service: TaskService) -> Iterator[Callable[..., Client]]:
+    """Serve create_app(service) on a real cheroot server on 127.0.0.1, port 0."""
+    servers: list[ApiServer] = []
+
+    def start(config: ApiConfig | None = None) -> Client:
+        server = ApiServer(create_app(service, config), "127.0.0.1", 0)
+        server.start()
+        servers.append(server)
+        return Client(server.url)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def client(api_factory: Callable[..., Client]) -> Client:
+    return api_factory()
