@@ -151,12 +151,20 @@ class TaskService:
         action: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        search: str | None = None,
+        before_seq: int | None = None,
     ) -> tuple[list[Task], int]:
-        """A page of tasks, newest first, and how many match in all."""
+        """A page of tasks, newest first, and how many match in all (ignoring the cursor)."""
         if status is not None and status not in STATUSES:
             raise ValidationError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
-        tasks = self.store.list_tasks(status, action, limit, offset)
-        return tasks, self.store.count(status, action)
+        tasks = self.store.list_tasks(
+            status, action, limit, offset, search=search, before_seq=before_seq
+        )
+        return tasks, self.store.count(status, action, search=search)
+
+    def count_by_status(self, search: str | None = None) -> dict[str, int]:
+        return self.store.count_by_status(search=search)
 
     def counts(self) -> dict[str, int]:
         return self.store.counts()

@@ -20,13 +20,14 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
 
 # The columns every read selects, in the order Task.from_row expects.
 TASK_COLUMNS = (
-    "id, action, data, status, result, error, attempts, max_attempts, "
+    "seq, id, action, data, status, result, error, attempts, max_attempts, "
     "created_at, started_at, processed_at, run_after"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
+    seq: int  # insertion order; a stable cursor for paging (not part of the API)
     id: str
     action: str
     data: Any
@@ -42,9 +43,10 @@ class Task:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Task:
-        (id_, action, data, status, result, error, attempts, max_attempts,
+        (seq, id_, action, data, status, result, error, attempts, max_attempts,
          created_at, started_at, processed_at, run_after) = row
         return cls(
+            seq=seq,
             id=id_,
             action=action,
             data=_loads(data),

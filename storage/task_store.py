@@ -160,21 +160,39 @@ class TaskStore:
         action: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        search: str | None = None,
+        before_seq: int | None = None,
     ) -> list[Task]:
-        """Tasks newest first, optionally filtered by status and action."""
-        where, params = _filters(status, action)
+        """Tasks newest first, optionally filtered by status, exact action and a search text
+        (a prefix of the id, or part of the action). ``before_seq`` pages by cursor: only
+        tasks older than that one, which stays fast however deep the page is."""
+        where, params = _filters(status, action, search, before_seq)
         rows = self._conn().execute(
             f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
         return [Task.from_row(r) for r in rows]
 
-    def count(self, status: str | None = None, action: str | None = None) -> int:
-        if action is None:
+    def count(
+        self, status: str | None = None, action: str | None = None, *, search: str | None = None
+    ) -> int:
+        if action is None and not search:
             counts = self.counts()
             return counts[status] if status is not None else sum(counts.values())
-        where, params = _filters(status, action)
+        where, params = _filters(status, action, search)
         return int(self._conn().execute(f"SELECT count(*) FROM tasks{where}", params).fetchone()[0])
+
+    def count_by_status(self, *, search: str | None = None) -> dict[str, int]:
+        """Tasks in each status matching *search* (all tasks when it is empty)."""
+        if not search:
+            return self.counts()
+        where, params = _filters(None, None, search)
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update(self._conn().execute(
+            f"SELECT status, count(*) FROM tasks{where} GROUP BY status", params
+        ).fetchall())
+        return counts
 
     def counts(self) -> dict[str, int]:
         """Number of tasks in each status (kept by triggers, so this is cheap)."""
@@ -200,13 +218,25 @@ class TaskStore:
         return None if row[0] is None else float(row[0])
 
 
-def _filters(status: str | None, action: str | None) -> tuple[str, tuple[str, ...]]:
+def _filters(
+    status: str | None,
+    action: str | None,
+    search: str | None = None,
+    before_seq: int | None = None,
+) -> tuple[str, tuple[object, ...]]:
     clauses: list[str] = []
-    params: list[str] = []
+    params: list[object] = []
     if status is not None:
         clauses.append("status = ?")
         params.append(TaskStatus(status).value)
     if action is not None:
         clauses.append("action = ?")
         params.append(action)
+    if search:
+        pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append("(id LIKE ? ESCAPE '\\' OR action LIKE ? ESCAPE '\\')")
+        params.extend([pattern + "%", "%" + pattern + "%"])
+    if before_seq is not None:
+        clauses.append("seq < ?")
+        params.append(before_seq)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
