@@ -53,9 +53,14 @@ def _numbers(data: JsonObject) -> list[int | float]:
 
 
 def _sum_total(numbers: list[int | float]) -> int | float:
-    total = math.fsum(numbers) if any(isinstance(n, float) for n in numbers) else sum(numbers)
+    # Integers add exactly; with any float, fsum avoids the drift of repeated rounding.
+    too_large = ValidationError("sum: the total is too large to represent")
+    try:
+        total = math.fsum(numbers) if any(isinstance(n, float) for n in numbers) else sum(numbers)
+    except OverflowError:
+        raise too_large from None
     if isinstance(total, float) and not math.isfinite(total):
-        raise ValidationError("sum: the total is too large to represent")
+        raise too_large
     return total
 
 

@@ -1,0 +1,202 @@
+"""TaskService: validation before anything is written, outcomes, retries with backoff."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from service.actions import Action, ActionRegistry, default_registry
+from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.task_service import TaskEvent, TaskService
+from storage import TaskStore
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def flaky_registry(failures: int) -> ActionRegistry:
+    """A registry whose `flaky` action raises *failures* times, then succeeds."""
+    registry = default_registry()
+    calls = {"n": 0}
+
+    def flaky(data: dict[str, Any]) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise RuntimeError(f"flaky failure {calls['n']}")
+        return {"output": "ok"}
+
+    registry.register(Action("flaky", flaky, lambda data: None, "fails, then succeeds"))
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "message"),
+    [
+        (None, {}, "action required"),
+        ("", {}, "action required"),
+        ("   ", {}, "action required"),
+        (42, {}, "action must be a string"),
+        ("x" * 101, {}, "at most 100"),
+        ("bad\naction", {}, "control characters"),
+        ("x", [1, 2], "data must be a JSON object"),
+        ("x", "text", "data must be a JSON object"),
+        ("uppercase", {"text": 5}, "data.text must be a string"),
+        ("sum", {"numbers": "1,2"}, "must be a list of numbers"),
+        ("sum", {"numbers": [1, "2"]}, "numbers[1] is not a number"),
+        ("sum", {"numbers": [1, True]}, "numbers[1] is not a number"),
+        ("sum", {"numbers": [1e308, 1e308]}, "too large"),
+        ("x", {"v": float("nan")}, "not valid JSON"),
+    ],
+)
+def test_invalid_submissions_are_rejected_and_nothing_is_written(
+    service: TaskService, store: TaskStore, action: Any, data: Any, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        service.submit(action, data)
+    with pytest.raises(ValidationError):
+        service.submit_many(action, data, 3)
+    assert store.count() == 0
+
+
+def test_submit_stores_queued_and_tells_subscribers(service: TaskService, store: TaskStore) -> None:
+    events: list[TaskEvent] = []
+    unsubscribe = service.subscribe(events.append)
+    task = service.submit("uppercase", {"text": "hello world"})
+    assert store.get(task.id) == task and task.status == "queued"
+    assert [(e.kind, e.task.id) for e in events] == [("submitted", task.id)]
+    unsubscribe()
+    service.submit("sum")
+    assert len(events) == 1
+
+
+def test_missing_data_defaults_to_empty_object(service: TaskService) -> None:
+    assert service.submit("sum").data == {}
+    assert service.submit("sum", None).data == {}
+
+
+def test_execute_runs_the_tutorial_actions(service: TaskService) -> None:
+    cases = [
+        ("uppercase", {"text": "hello world"}, {"output": "HELLO WORLD"}),
+        ("uppercase", {}, {"output": ""}),
+        ("sum", {"numbers": [1, 2, 3]}, {"output": 6}),
+        ("sum", {"numbers": [0.1, 0.2]}, {"output": 0.30000000000000004}),
+        ("sum", {}, {"output": 0}),
+        ("anything-else", {"a": 1}, {"output": "processed"}),
+    ]
+    for action, data, expected in cases:
+        task = service.submit(action, data)
+        claimed = service.start(task.id)
+        assert claimed is not None
+        done = service.execute(claimed)
+        assert done is not None and (done.status, done.result) == ("completed", expected)
+
+
+def test_failed_attempts_back_off_exponentially_then_succeed(store: TaskStore) -> None:
+    clock = FakeClock()
+    service = TaskService(store, flaky_registry(2), max_attempts=3, backoff_base=2.0, clock=clock)
+    kinds: list[str] = []
+    service.subscribe(lambda e: kinds.append(e.kind))
+    task = service.submit("flaky")
+
+    first = service.start(task.id)
+    assert first is not None
+    after_first = service.execute(first)
+    assert after_first is not None
+    assert (after_first.status, after_first.attempts) == ("queued", 1)
+    assert after_first.error == "RuntimeError: flaky failure 1"
+    assert after_first.run_after == clock.now + 2.0  # base
+    assert store.due_ids(clock.now, 10) == []  # not due during the backoff
+
+    clock.now += 2.0
+    assert store.due_ids(clock.now, 10) == [task.id]
+    second = service.start(task.id)
+    assert second is not None
+    after_second = service.execute(second)
+    assert after_second is not None and after_second.run_after == clock.now + 4.0  # doubled
+
+    clock.now += 4.0
+    third = service.start(task.id)
+    assert third is not None
+    done = service.execute(third)
+    assert done is not None
+    assert (done.status, done.attempts, done.result, done.error) == (
+        "completed", 3, {"output": "ok"}, None)
+    assert kinds == ["submitted", "started", "requeued", "started", "requeued", "started",
+                     "completed"]
+
+
+def test_max_attempts_reached_means_failed_with_the_error(store: TaskStore) -> None:
+    service = TaskService(store, flaky_registry(10), max_attempts=2, backoff_base=0)
+    task = service.submit("flaky")
+    for _ in range(2):
+        claimed = service.start(task.id)
+        assert claimed is not None
+        service.execute(claimed)
+    failed = service.get(task.id)
+    assert (failed.status, failed.attempts, failed.error) == (
+        "failed", 2, "RuntimeError: flaky failure 2")
+    assert failed.processed_at is not None
+    assert service.start(task.id) is None
+
+
+def test_backoff_formula_is_capped(service: TaskService) -> None:
+    service.backoff_base = 1.5
+    assert [service.backoff(n) for n in (1, 2, 3, 4)] == [1.5, 3.0, 6.0, 12.0]
+    assert service.backoff(50) == 300.0
+
+
+@pytest.mark.parametrize(
+    ("result", "error"),
+    [
+        ({"bad": object()}, "TypeError"),
+        ({"x": float("inf")}, "ValueError"),
+        ("x" * (1024 * 1024 + 1), "larger than"),
+    ],
+)
+def test_results_that_cannot_be_stored_fail_the_attempt(
+    store: TaskStore, result: Any, error: str
+) -> None:
+    registry = default_registry()
+    registry.register(Action("odd", lambda data: result, lambda data: None, "odd results"))
+    service = TaskService(store, registry, max_attempts=1)
+    task = service.submit("odd")
+    claimed = service.start(task.id)
+    assert claimed is not None
+    service.execute(claimed)
+    stored = service.get(task.id)
+    assert stored.status == "failed" and stored.error is not None and error in stored.error
+
+
+def test_cancel_and_retry_rules(service: TaskService) -> None:
+    task = service.submit("x")
+    with pytest.raises(InvalidTransitionError, match="only failed or cancelled"):
+        service.retry(task.id)
+    assert service.cancel(task.id).status == "cancelled"
+    with pytest.raises(InvalidTransitionError, match="it is cancelled"):
+        service.cancel(task.id)
+    assert service.retry(task.id).status == "queued"
+    with pytest.raises(TaskNotFoundError):
+        service.cancel("missing")
+    with pytest.raises(TaskNotFoundError):
+        service.retry("missing")
+    with pytest.raises(TaskNotFoundError):
+        service.get("missing")
+
+
+def test_list_rejects_unknown_status(service: TaskService) -> None:
+    with pytest.raises(ValidationError, match="valid: queued, running"):
+        service.list_tasks("done")
+
+
+def test_submit_many_stores_all_in_one_go(service: TaskService, store: TaskStore) -> None:
+    ids = service.submit_many("sum", {"numbers": [1]}, 50)
+    assert len(set(ids)) == 50 and store.count("queued") == 50
+    with pytest.raises(ValidationError):
+        service.submit_many("sum", {}, 0)

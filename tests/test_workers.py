@@ -1,0 +1,173 @@
+"""WorkerPool: drains the queue oldest first, holds few ids in memory, survives errors."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pytestqt.qtbot import QtBot
+
+from service.actions import Action
+from service.task_service import TaskService
+from service.worker_pool import WorkerPool
+from storage import TaskStore
+
+
+def all_done(store: TaskStore, n: int) -> Callable[[], bool]:
+    return lambda: store.counts()["completed"] + store.counts()["failed"] == n
+
+
+def test_pool_completes_tutorial_tasks(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    pool_factory(workers=2)
+    a = service.submit("uppercase", {"text": "hello world"})
+    b = service.submit("sum", {"numbers": [1, 2, 3.5]})
+    c = service.submit("whatever")
+    qtbot.waitUntil(all_done(store, 3), timeout=10_000)
+    assert service.get(a.id).result == {"output": "HELLO WORLD"}
+    assert service.get(b.id).result == {"output": 6.5}
+    assert service.get(c.id).result == {"output": "processed"}
+
+
+def test_one_worker_runs_oldest_first(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    ids = service.submit_many("x", {}, 30)
+    pool_factory(workers=1, prefetch=3)
+    qtbot.waitUntil(all_done(store, 30), timeout=10_000)
+    started = [service.get(i).started_at for i in ids]
+    assert started == sorted(started)  # type: ignore[type-var]
+
+
+class RecordingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+    """Remembers the most ids it ever held at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.size = 0
+        self.max_size = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        with self.lock:
+            if item is not None:
+                self.size += 1
+                self.max_size = max(self.max_size, self.size)
+        super().put(item, block, timeout)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        item = super().get(block, timeout)
+        with self.lock:
+            if item is not None:
+                self.size -= 1
+        return item
+
+
+def test_prefetch_bounds_ids_in_memory_whatever_the_backlog(
+    qtbot: QtBot, service: TaskService, store: TaskStore, qapp: Any
+) -> None:
+    service.submit_many("x", {}, 2000)
+    pool = WorkerPool(service, workers=2, prefetch=5, work_delay=0)
+    recording = RecordingQueue()
+    pool._ids = recording
+    pool.start()
+    try:
+        qtbot.waitUntil(all_done(store, 2000), timeout=60_000)
+    finally:
+        pool.stop()
+    assert 1 <= recording.max_size <= 5
+    assert all(t.attempts == 1 for t in store.list_tasks(limit=1000))
+
+
+def test_cancelled_while_prefetched_is_skipped(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    gate = threading.Event()
+    service.registry.register(Action("gate", lambda d: gate.wait(30) and {"ok": 1},
+                                     lambda d: None, "waits for the test"))
+    first = service.submit("gate")
+    rest = [service.submit("x") for _ in range(3)]
+    pool_factory(workers=1, prefetch=5)
+    qtbot.waitUntil(lambda: service.get(first.id).status == "running", timeout=10_000)
+    service.cancel(rest[1].id)
+    gate.set()
+    qtbot.waitUntil(all_done(store, 3), timeout=10_000)
+    skipped = service.get(rest[1].id)
+    assert (skipped.status, skipped.attempts, skipped.started_at) == ("cancelled", 0, None)
+
+
+def test_retries_wait_for_their_backoff_then_complete(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    failures = {"n": 0}
+    failed_at: list[float] = []
+
+    def flaky(data: dict[str, Any]) -> dict[str, str]:
+        if failures["n"] < 2:
+            failures["n"] += 1
+            failed_at.append(service.clock())
+            raise ValueError("not yet")
+        return {"output": "ok"}
+
+    service.registry.register(Action("flaky", flaky, lambda d: None, "fails twice"))
+    service.backoff_base = 0.05
+    task = service.submit("flaky")
+    pool_factory(workers=2)
+    qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=10_000)
+    done = service.get(task.id)
+    assert (done.attempts, done.result) == (3, {"output": "ok"})
+    # The last attempt started no earlier than the second failure plus its (doubled) backoff.
+    assert done.started_at is not None and done.started_at >= failed_at[1] + 0.1
+
+
+def test_failing_action_ends_failed_and_worker_goes_on(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    def boom(data: dict[str, Any]) -> None:
+        raise RuntimeError("always")
+
+    service.registry.register(Action("boom", boom, lambda d: None, "always fails"))
+    service.backoff_base = 0
+    bad = service.submit("boom")
+    good = service.submit("uppercase", {"text": "after"})
+    pool_factory(workers=1)
+    qtbot.waitUntil(all_done(store, 2), timeout=10_000)
+    failed = service.get(bad.id)
+    assert (failed.status, failed.attempts, failed.error) == ("failed", 3, "RuntimeError: always")
+    assert service.get(good.id).result == {"output": "AFTER"}
+
+
+def test_error_outside_the_action_does_not_kill_the_worker(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    monkeypatch: Any
+) -> None:
+    original = service.start
+    calls = {"n": 0}
+
+    def start_once_broken(task_id: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk hiccup")
+        return original(task_id)
+
+    monkeypatch.setattr(service, "start", start_once_broken)
+    service.submit("x")
+    second = service.submit("x")
+    pool_factory(workers=1)
+    qtbot.waitUntil(lambda: service.get(second.id).status == "completed", timeout=10_000)
+
+
+def test_stop_lets_running_finish_and_leaves_the_rest_queued(
+    qtbot: QtBot, service: TaskService, store: TaskStore, qapp: Any
+) -> None:
+    service.submit_many("x", {}, 40)
+    pool = WorkerPool(service, workers=2, prefetch=5, work_delay=0.02)
+    pool.start()
+    qtbot.waitUntil(lambda: store.counts()["completed"] >= 2, timeout=10_000)
+    assert pool.stop(timeout=10) is True
+    counts = store.counts()
+    assert counts["running"] == 0
+    assert counts["completed"] + counts["queued"] == 40 and counts["queued"] > 0
