@@ -1,9 +1,11 @@
 """TaskStore: every read and write of tasks, as single SQL statements or short transactions.
 
-Threading: each thread gets its own connection (SQLite connections must not be shared by
-threads that use them at once); WAL lets readers run while one writer commits. Every state
-change is one conditional UPDATE (``... WHERE id = ? AND status = ?``), so two threads racing
-over the same task (a cancel and a claim, say) always have exactly one winner.
+Threading: reads run on a connection of the calling thread's own (SQLite connections must not
+be shared by threads that use them at once; WAL lets them read while a write commits). Writes
+go through one WriteBatcher thread, which commits all writes waiting at a time together (one
+fsync per batch); a write method returns once its change is committed. Every state change is
+one conditional UPDATE (``... WHERE id = ? AND status = ?``), so two threads racing over the
+same task (a cancel and a claim, say) always have exactly one winner.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from storage.connection import Synchronous, open_connection
 from storage.models import STATUSES, TASK_COLUMNS, Task, TaskStatus
+from storage.writer import WriteBatcher
 
 
 class TaskStore:
@@ -26,6 +29,7 @@ class TaskStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._writer = WriteBatcher(path, synchronous)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -42,6 +46,7 @@ class TaskStore:
 
     def close(self) -> None:
         """Close every thread's connection; call once all threads using the store are done."""
+        self._writer.close()
         with self._lock:
             self._closed = True
             conns, self._all = self._all, []
@@ -52,11 +57,16 @@ class TaskStore:
         rows = self._conn().execute(sql, params).fetchall()
         return Task.from_row(rows[0]) if rows else None
 
+    def _write_one(self, sql: str, params: Sequence[object] = ()) -> Task | None:
+        """Run one ``... RETURNING`` statement in the next group commit."""
+        rows = self._writer.execute(lambda conn: conn.execute(sql, params).fetchall())
+        return Task.from_row(rows[0]) if rows else None
+
     # -- writes ------------------------------------------------------------------------------
 
     def add(self, action: str, data_json: str, max_attempts: int, now: float) -> Task:
         """Store a new task as queued and return it."""
-        task = self._one(
+        task = self._write_one(
             f"INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
             f"VALUES (?, ?, ?, 'queued', ?, ?) RETURNING {TASK_COLUMNS}",
             (str(uuid.uuid4()), action, data_json, max_attempts, now),
@@ -69,23 +79,16 @@ class TaskStore:
     ) -> list[str]:
         """Store several (action, data_json) tasks in one transaction; return their ids."""
         rows = [(str(uuid.uuid4()), action, data, max_attempts, now) for action, data in items]
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                "INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
-                "VALUES (?, ?, ?, 'queued', ?, ?)",
-                rows,
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        self._writer.execute(lambda conn: conn.executemany(
+            "INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
+            "VALUES (?, ?, ?, 'queued', ?, ?)",
+            rows,
+        ))
         return [row[0] for row in rows]
 
     def claim(self, task_id: str, now: float) -> Task | None:
         """queued → running, counting an attempt; None if the task is no longer queued."""
-        return self._one(
+        return self._write_one(
             f"UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
             f"attempts = attempts + 1 WHERE id = ? AND status = 'queued' RETURNING {TASK_COLUMNS}",
             (now, task_id),
@@ -93,7 +96,7 @@ class TaskStore:
 
     def complete(self, task_id: str, result_json: str, now: float) -> Task | None:
         """running → completed with its result."""
-        return self._one(
+        return self._write_one(
             f"UPDATE tasks SET status = 'completed', result = ?, error = NULL, processed_at = ? "
             f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
             (result_json, now, task_id),
@@ -101,7 +104,7 @@ class TaskStore:
 
     def requeue(self, task_id: str, error: str, run_after: float) -> Task | None:
         """running → queued after a failed attempt; it becomes due again at *run_after*."""
-        return self._one(
+        return self._write_one(
             f"UPDATE tasks SET status = 'queued', error = ?, run_after = ? "
             f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
             (error, run_after, task_id),
@@ -109,7 +112,7 @@ class TaskStore:
 
     def fail(self, task_id: str, error: str, now: float) -> Task | None:
         """running → failed for good."""
-        return self._one(
+        return self._write_one(
             f"UPDATE tasks SET status = 'failed', error = ?, processed_at = ? "
             f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
             (error, now, task_id),
@@ -117,7 +120,7 @@ class TaskStore:
 
     def cancel(self, task_id: str, now: float) -> Task | None:
         """queued → cancelled; None if the task is not queued (or does not exist)."""
-        return self._one(
+        return self._write_one(
             f"UPDATE tasks SET status = 'cancelled', processed_at = ? "
             f"WHERE id = ? AND status = 'queued' RETURNING {TASK_COLUMNS}",
             (now, task_id),
@@ -125,7 +128,7 @@ class TaskStore:
 
     def retry(self, task_id: str) -> Task | None:
         """failed or cancelled → queued with a fresh set of attempts; None otherwise."""
-        return self._one(
+        return self._write_one(
             f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
             f"started_at = NULL, processed_at = NULL, run_after = 0 "
             f"WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING {TASK_COLUMNS}",
@@ -138,16 +141,15 @@ class TaskStore:
         The interrupted attempt stays counted, so a task that kills the process every time it
         runs ends as failed instead of looping forever.
         """
-        cur = self._conn().execute(
+        sql = (
             "UPDATE tasks SET "
             "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
             "error = 'interrupted: Taskdesk stopped while this task was running', "
             "processed_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END, "
             "run_after = 0 "
-            "WHERE status = 'running'",
-            (now,),
+            "WHERE status = 'running'"
         )
-        return cur.rowcount
+        return self._writer.execute(lambda conn: conn.execute(sql, (now,)).rowcount)
 
     # -- reads -------------------------------------------------------------------------------
 
