@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QCoreApplication, QSocketNotifier
+from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
 from service.api import LOOPBACK_NAMES, ApiConfig, create_app
 from service.api_server import ApiServer, ApiStartError
@@ -25,7 +25,14 @@ from service.settings import Settings, parse_settings
 from service.task_service import TaskService
 from service.version import VERSION
 from service.worker_pool import WorkerPool
-from storage import DatabaseError, MigrationError, TaskStore, migrate, open_connection
+from storage import (
+    LATEST_VERSION,
+    DatabaseError,
+    MigrationError,
+    TaskStore,
+    migrate,
+    open_connection,
+)
 
 log = logging.getLogger("taskdesk")
 
@@ -62,21 +69,26 @@ class Engine:
             raise
         self.api = api
 
+    def start_workers(self) -> None:
+        self.pool.start()
+
     def stop(self) -> None:
         if self.api is not None:
             self.api.stop()
-        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS)
+        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.running else True
         self.store.close()
         note = "" if finished else " (tasks still running will run again at next start)"
         log.info("Taskdesk stopped%s", note)
 
 
 def open_engine(settings: Settings) -> Engine:
-    """Open and migrate the database, recover unfinished work, start the workers."""
+    """Open and migrate the database and recover unfinished work; nothing runs yet."""
     path = settings.db
     log.info("Taskdesk %s, database %s", VERSION, path)
     try:
-        conn = open_connection(path, settings.synchronous)  # type: ignore[arg-type]
+        conn = open_connection(
+            path, settings.synchronous, max_schema_version=LATEST_VERSION  # type: ignore[arg-type]
+        )
         try:
             before, after = migrate(conn, path)
         finally:
@@ -94,7 +106,6 @@ def open_engine(settings: Settings) -> Engine:
         store.close()
         raise StartupError(f"cannot recover unfinished tasks in database {path}: {exc}") from exc
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
-    pool.start()
     return Engine(settings, store, service, pool)
 
 
@@ -107,6 +118,7 @@ class SignalQuit:
 
     def __init__(self, app: QCoreApplication) -> None:
         self._app = app
+        self.requested = False
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
@@ -122,7 +134,9 @@ class SignalQuit:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         log.info("received %s; shutting down", signal.Signals(signum).name)
-        self._app.quit()
+        self.requested = True
+        # Queued, so that a signal arriving before the loop runs still ends it once it does.
+        QTimer.singleShot(0, self._app.quit)
 
 
 def _configure_logging(level: str) -> None:
@@ -141,19 +155,22 @@ def _has_display() -> bool:
 
 def run_headless(settings: Settings) -> int:
     app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+    signals = SignalQuit(app)  # first, so that a stop request during start-up is honoured
     try:
         engine = open_engine(settings)
     except StartupError as exc:
         print(f"taskdesk: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILED
     try:
+        # The API binds before workers start, so "port in use" stops us before any task runs.
         engine.start_api()
     except ApiStartError as exc:
         print(f"taskdesk: {exc}", file=sys.stderr)
         engine.stop()
         return EXIT_STARTUP_FAILED
-    _signals = SignalQuit(app)
-    app.exec()
+    engine.start_workers()
+    if not signals.requested:
+        app.exec()
     engine.stop()
     return EXIT_OK
 
@@ -169,6 +186,7 @@ def run_window(settings: Settings) -> int:
     app.setApplicationName("Taskdesk")
     app.setOrganizationName("Taskdesk")
     app.setApplicationVersion(VERSION)
+    signals = SignalQuit(app)
     try:
         engine = open_engine(settings)
     except StartupError as exc:
@@ -180,6 +198,7 @@ def run_window(settings: Settings) -> int:
     except ApiStartError as exc:
         # The window works without the API; the status bar says why it is not available.
         log.error("%s", exc)
+    engine.start_workers()
     info = AppInfo(
         version=VERSION,
         db_path=settings.db,
@@ -189,8 +208,8 @@ def run_window(settings: Settings) -> int:
     )
     window = MainWindow(engine.service, engine.pool, info)
     window.show()
-    _signals = SignalQuit(app)
-    app.exec()
+    if not signals.requested:
+        app.exec()
     window.shutdown()
     engine.stop()
     return EXIT_OK

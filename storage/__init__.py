@@ -3,8 +3,8 @@
 Nothing here knows about Qt or HTTP; every SQL statement of the product lives in this package.
 """
 
-from storage.connection import DatabaseError, open_connection
-from storage.migrations import LATEST_VERSION, MigrationError, SchemaTooNewError, migrate
+from storage.connection import DatabaseError, SchemaTooNewError, open_connection
+from storage.migrations import LATEST_VERSION, MigrationError, migrate
 from storage.models import STATUSES, Task, TaskStatus
 from storage.task_store import TaskStore
 

@@ -16,14 +16,37 @@ class DatabaseError(Exception):
     """The database file cannot be opened or used; the message names the file and the cause."""
 
 
-def open_connection(path: Path, synchronous: Synchronous = "full") -> sqlite3.Connection:
+class SchemaTooNewError(DatabaseError):
+    """The database was written by a newer Taskdesk than this one."""
+
+    def __init__(self, path: Path | str, version: int, latest: int) -> None:
+        super().__init__(
+            f"database {path} has schema version {version}, but this Taskdesk only knows "
+            f"versions up to {latest}; it was written by a newer Taskdesk. "
+            "Upgrade Taskdesk or use another --db file."
+        )
+
+
+def open_connection(
+    path: Path, synchronous: Synchronous = "full", max_schema_version: int | None = None
+) -> sqlite3.Connection:
     """Open *path* in WAL mode, creating it (and its folder) if needed.
+
+    With *max_schema_version*, a database whose ``user_version`` is higher is refused with
+    SchemaTooNewError before anything is written to it.
 
     The connection is in autocommit mode: callers open transactions explicitly with
     ``BEGIN IMMEDIATE`` so that a writer never has to upgrade a read lock (which can deadlock).
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DatabaseError(
+            f"cannot open database {path}: {path.parent} is not a folder"
+        ) from None
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder of database {path}: {exc}") from exc
+    try:
         conn = sqlite3.connect(
             path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
         )
@@ -31,6 +54,12 @@ def open_connection(path: Path, synchronous: Synchronous = "full") -> sqlite3.Co
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if max_schema_version is not None:
+            # Checked before anything writes: switching to WAL rewrites the file header, and a
+            # database we refuse must be left exactly as it was.
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > max_schema_version:
+                raise SchemaTooNewError(path, version, max_schema_version)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise DatabaseError(f"cannot use database {path}: WAL mode unavailable ({mode})")
@@ -40,4 +69,7 @@ def open_connection(path: Path, synchronous: Synchronous = "full") -> sqlite3.Co
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise DatabaseError(f"cannot use database {path}: {exc}") from exc
+    except SchemaTooNewError:
+        conn.close()
+        raise
     return conn

@@ -12,15 +12,12 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from storage.connection import SchemaTooNewError
 from storage.models import STATUSES
 
 
 class MigrationError(Exception):
     """A migration step failed; the message names the database file, the step and the cause."""
-
-
-class SchemaTooNewError(MigrationError):
-    """The database was written by a newer Taskdesk than this one."""
 
 
 def _step_1_tutorial_table(conn: sqlite3.Connection) -> None:
@@ -160,11 +157,7 @@ def migrate(conn: sqlite3.Connection, path: Path | str) -> tuple[int, int]:
     except sqlite3.DatabaseError as exc:
         raise MigrationError(f"cannot read schema version of database {path}: {exc}") from exc
     if current > LATEST_VERSION:
-        raise SchemaTooNewError(
-            f"database {path} has schema version {current}, but this Taskdesk only knows "
-            f"versions up to {LATEST_VERSION}; it was written by a newer Taskdesk. "
-            "Upgrade Taskdesk or use another --db file."
-        )
+        raise SchemaTooNewError(path, current, LATEST_VERSION)
     start = current
     for version in range(current + 1, LATEST_VERSION + 1):
         step = MIGRATIONS[version - 1]
