@@ -108,7 +108,8 @@ def _int_param(name: str, default: int, low: int, high: int | None) -> int:
 
 def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.Bottle:
     cfg = config or ApiConfig()
-    app = bottle.Bottle(autojson=False)
+    app = bottle.Bottle()
+    app.config["json.enable"] = False  # every route returns JSON text it made itself
     token = cfg.token.encode() if cfg.token else None
 
     def error_page(err: bottle.HTTPError) -> str:

@@ -132,9 +132,10 @@ class TaskService:
         action, data_json = self.validate(action, data)
         ids = self.store.add_many([(action, data_json)] * copies, self.max_attempts, self.clock())
         log.info("%d tasks queued action=%s", len(ids), action)
-        first = self.store.get(ids[-1])
-        if first is not None:
-            self._emit("submitted", first)
+        # One event for the batch, carrying the newest task: subscribers re-read what they show.
+        newest = self.store.get(ids[-1])
+        if newest is not None:
+            self._emit("submitted", newest)
         return ids
 
     # -- reads ----------------------------------------------------------------------------------
@@ -144,6 +145,21 @@ class TaskService:
         if task is None:
             raise TaskNotFoundError(task_id)
         return task
+
+    def find(self, task_id: str) -> Task | None:
+        return self.store.get(task_id)
+
+    def page(
+        self,
+        status: str | None = None,
+        limit: int = 200,
+        *,
+        search: str | None = None,
+        before_seq: int | None = None,
+    ) -> list[Task]:
+        """A page of tasks, newest first, older than *before_seq*; no total (which would cost
+        a full scan when searching), for views that load more as they scroll."""
+        return self.store.list_tasks(status, None, limit, search=search, before_seq=before_seq)
 
     def list_tasks(
         self,

@@ -137,6 +137,27 @@ def test_sigkill_while_running_loses_nothing_and_runs_nothing_twice(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_windowed_app_stops_gracefully_on_signal(
+    tmp_path: Path, start_taskdesk: StartTaskdesk, qtbot: Any, signum: signal.Signals
+) -> None:
+    # The real window (offscreen platform), not --headless: a signal must close it like the
+    # window's own Quit, with exit 0 and every accepted task kept.
+    db = tmp_path / "tasks.db"
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}  # keep QSettings out of $HOME
+    proc = start_taskdesk("--db", str(db), "--port", "0", "--work-delay", "0.05", env=env)
+    proc.wait_listening()
+    api = proc.api()
+    accepted = api.submit_uppercase(40)
+    qtbot.waitUntil(lambda: completed(api) >= 3, timeout=WAIT_MS)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=30) == 0, proc.log
+    assert "Taskdesk stopped" in proc.log and "Traceback" not in proc.log
+    rows = read_rows(db)
+    assert set(rows) == set(accepted)
+    assert {r["status"] for r in rows.values()} <= {"completed", "queued"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_gracefully_and_restart_finishes_the_rest(
     tmp_path: Path, start_taskdesk: StartTaskdesk, qtbot: Any, signum: signal.Signals
 ) -> None:

@@ -1,0 +1,355 @@
+"""MainWindow: Taskdesk's window, composed of the panels in this package.
+
+Layout: the status filter and search above the task table, the throughput chart below it; on
+the right, the compose panel above the details of the selection; the status bar at the bottom.
+
+Threads and refreshes:
+- Only the GUI thread touches widgets and models, and it never waits on a worker.
+- Workers and the API thread report changes through ``service.subscribe``; the ChangeFeed's
+  listener only appends task ids to a deque. A 100 ms QTimer drains it and, when something
+  changed, the window refreshes once: the table (re-reading its live window of rows), the
+  filter counts, the status bar and the details of the selection. A flood of changes thus costs
+  at most ten bounded refreshes a second, fewer when a refresh is slow (see change_feed.py).
+- A 1 s timer updates what changes with time alone: workers busy, throughput and the chart.
+- Reads go through the service on the GUI thread: indexed pages, O(1) counts; SQLite in WAL
+  mode lets them run while workers write.
+
+Settings (window geometry, splitters, table columns, status filter) live in QSettings; tests
+and the screenshot script pass their own QSettings object to stay away from the user's.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QGroupBox,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+import resources
+from gui.change_feed import ChangeFeed
+from gui.compose_panel import ComposePanel
+from gui.details_panel import DetailsPanel
+from gui.filter_bar import FilterBar
+from gui.status_bar import StatusBarPanel
+from gui.task_actions import TaskActions
+from gui.task_table_model import TaskTableModel
+from gui.task_table_view import TaskTableView
+from gui.throughput_chart import ThroughputChart
+from service.task_service import TaskService
+from service.worker_pool import WorkerPool
+from storage import STATUSES
+
+STATS_INTERVAL_MS = 1000
+DEFAULT_SIZE = (1280, 800)
+ICON_PATH = Path(resources.__file__).with_name("taskdesk.svg")
+
+
+@dataclass
+class AppInfo:
+    version: str
+    db_path: Path
+    api_url: str | None
+    api_error: str | None
+    token: str | None
+
+
+def _group(title: str, content: QWidget, parent: QWidget) -> QGroupBox:
+    box = QGroupBox(title, parent)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(6, 8, 6, 6)
+    layout.addWidget(content)
+    return box
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        service: TaskService,
+        pool: WorkerPool | None,
+        info: AppInfo,
+        *,
+        settings: QSettings | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.pool = pool
+        self.info = info
+        self._settings = settings if settings is not None else QSettings()
+        self._closed_down = False
+
+        self.setWindowTitle(f"Taskdesk — {info.db_path.name}")
+        if ICON_PATH.exists():
+            self.setWindowIcon(QIcon(str(ICON_PATH)))
+
+        # Parts.
+        self.model = TaskTableModel(service, self)
+        self.table = TaskTableView(self.model, self)
+        self.filter_bar = FilterBar(self)
+        self.compose = ComposePanel(service, self)
+        self.task_actions = TaskActions(service, info.api_url, info.token, self)
+        self.details = DetailsPanel(self.task_actions.actions(), self)
+        self.chart = ThroughputChart(self)
+        self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
+                                     str(info.db_path))
+        self.feed = ChangeFeed(service, self)
+        self.stats_timer = QTimer(self)
+        self.stats_timer.setInterval(STATS_INTERVAL_MS)
+
+        self._build_layout()
+        self._build_menus()
+        self._connect()
+        self._set_tab_order()
+        self._restore_settings()
+        self._refresh_counts()
+        self._refresh_stats()
+        self.stats_timer.start()
+        self.table.setFocus()
+
+    # -- construction ---------------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        self.left_splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.left_splitter.addWidget(self.table)
+        self.left_splitter.addWidget(self.chart)
+        self.left_splitter.setStretchFactor(0, 1)
+        self.left_splitter.setChildrenCollapsible(False)
+
+        self.right_splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.right_splitter.addWidget(_group("New task", self.compose, self))
+        self.right_splitter.addWidget(_group("Details", self.details, self))
+        self.right_splitter.setStretchFactor(1, 1)
+        self.right_splitter.setChildrenCollapsible(False)
+
+        self.main_splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.main_splitter.addWidget(self.left_splitter)
+        self.main_splitter.addWidget(self.right_splitter)
+        self.main_splitter.setStretchFactor(0, 1)
+        self.main_splitter.setChildrenCollapsible(False)
+
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(8, 8, 8, 4)
+        layout.setSpacing(8)
+        layout.addWidget(self.filter_bar)
+        layout.addWidget(self.main_splitter, 1)
+        self.setCentralWidget(central)
+
+        self.main_splitter.setSizes([880, 400])
+        self.left_splitter.setSizes([560, 140])
+        self.right_splitter.setSizes([260, 440])
+
+    def _build_menus(self) -> None:
+        menu_bar = self.menuBar()
+
+        self.quit_action = QAction("&Quit", self)
+        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        self.quit_action.triggered.connect(self.close)
+        file_menu = menu_bar.addMenu("&File")
+        file_menu.addAction(self.quit_action)
+
+        self.find_action = QAction("&Find…", self)
+        self.find_action.setShortcut(QKeySequence("Ctrl+F"))
+        self.find_action.triggered.connect(self.focus_search)
+        self.submit_action = QAction("&Submit", self)
+        self.submit_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.submit_action.triggered.connect(self.compose.submit)
+        task_menu = menu_bar.addMenu("&Task")
+        task_menu.addAction(self.submit_action)
+        task_menu.addAction(self.find_action)
+        task_menu.addSeparator()
+        actions = self.task_actions
+        for action in (actions.retry_action, actions.cancel_action):
+            task_menu.addAction(action)
+        task_menu.addSeparator()
+        for action in (actions.copy_id_action, actions.copy_curl_action):
+            task_menu.addAction(action)
+
+        # The table's right-click menu: the same actions, so shortcuts and states agree.
+        separator = QAction(self)
+        separator.setSeparator(True)
+        self.table.addActions([actions.retry_action, actions.cancel_action, separator,
+                               actions.copy_id_action, actions.copy_curl_action])
+
+        self.about_action = QAction("&About Taskdesk", self)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        self.about_action.triggered.connect(self.show_about)
+        help_menu = menu_bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+    def _connect(self) -> None:
+        self.feed.changed.connect(self._on_changes)
+        self.stats_timer.timeout.connect(self._refresh_stats)
+        self.filter_bar.status_changed.connect(self._apply_filter)
+        self.filter_bar.search_changed.connect(self._apply_filter)
+        self.compose.submitted.connect(self.refresh_now)
+        self.task_actions.changed.connect(self.refresh_now)
+        self.task_actions.message.connect(self.status.show_message)
+        selection = self.table.selectionModel()
+        selection.selectionChanged.connect(self._on_selection)
+        self.model.modelReset.connect(self._on_selection)
+
+    def _set_tab_order(self) -> None:
+        chain: list[QWidget] = [
+            *self.filter_bar.buttons(),
+            self.filter_bar.search_edit,
+            self.table,
+            self.compose.action_combo,
+            self.compose.text_edit,
+            self.compose.numbers_edit,
+            self.compose.json_edit,
+            self.compose.copies_spin,
+            self.compose.submit_button,
+            *self.details.buttons,
+            self.details.view,
+        ]
+        for before, after in pairwise(chain):
+            QWidget.setTabOrder(before, after)
+
+    # -- refreshing -----------------------------------------------------------------------------
+
+    def refresh_now(self) -> None:
+        """Show the effect of the user's own change at once instead of at the next tick."""
+        self.feed.flush()
+
+    def _on_changes(self, changed: Mapping[str, int]) -> None:
+        # Someone reading rows further down keeps them in place while new tasks arrive above.
+        anchor = self.table.top_task_id()
+        self.model.refresh(changed)
+        self.table.keep_at_top(anchor)
+        self._refresh_counts()
+        self._refresh_status_bar()
+        self._on_selection()
+
+    def _refresh_counts(self) -> None:
+        search = self.model.search
+        counts = self.service.count_by_status(search) if search else self.service.counts()
+        self.filter_bar.set_counts(counts)
+        self._update_placeholder()
+
+    def _refresh_status_bar(self) -> None:
+        pool = self.pool
+        completed_per_second, _ = self.service.rates.rates(10)
+        self.status.update_stats(
+            self.service.counts(),
+            pool.busy if pool is not None else None,
+            pool.workers if pool is not None else None,
+            completed_per_second,
+        )
+
+    def _refresh_stats(self) -> None:
+        self._refresh_status_bar()
+        self.chart.set_series(self.service.rates.series(self.chart.seconds))
+
+    def _on_selection(self) -> None:
+        tasks = self.table.selected_tasks()
+        self.task_actions.set_selection(tasks)
+        self.details.show_tasks(tasks)
+
+    # -- filtering ------------------------------------------------------------------------------
+
+    def _apply_filter(self) -> None:
+        keep = self.table.selected_ids()
+        self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
+        self.table.select_ids(keep)
+        self._refresh_counts()
+
+    def _update_placeholder(self) -> None:
+        status, search = self.model.status_filter, self.model.search
+        if status is None and not search:
+            text = ("No tasks yet.\nSubmit one with the form on the right (Ctrl+Enter)"
+                    + (f"\nor POST it to {self.info.api_url}/tasks" if self.info.api_url else ""))
+        else:
+            what = f"{status} tasks" if status else "tasks"
+            text = f"No {what}" + (f" match “{search}”" if search else "") + "."
+        self.table.placeholder = text
+
+    def focus_search(self) -> None:
+        edit = self.filter_bar.search_edit
+        edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        edit.selectAll()
+
+    # -- help -----------------------------------------------------------------------------------
+
+    def about_text(self) -> str:
+        info = self.info
+        if info.api_url:
+            api = html.escape(info.api_url)
+        else:
+            api = "not available" + (f": {html.escape(info.api_error)}" if info.api_error else "")
+        return (
+            f"<h3>Taskdesk {html.escape(info.version)}</h3>"
+            "<p>A desktop task queue: this window, an HTTP API and workers sharing one "
+            "SQLite database.</p>"
+            f"<p><b>Database:</b> {html.escape(str(info.db_path))}<br>"
+            f"<b>API:</b> {api}</p>"
+        )
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Taskdesk", self.about_text())
+
+    # -- settings and shutdown ------------------------------------------------------------------
+
+    def _restore_settings(self) -> None:
+        s = self._settings
+        geometry = s.value("window/geometry")
+        if not (isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)):
+            screen = QGuiApplication.primaryScreen()
+            width, height = DEFAULT_SIZE
+            if screen is not None:
+                available = screen.availableGeometry()
+                width = min(width, int(available.width() * 0.9))
+                height = min(height, int(available.height() * 0.9))
+            self.resize(width, height)
+        for key, splitter in self._splitters().items():
+            state = s.value(f"splitters/{key}")
+            if isinstance(state, QByteArray):
+                splitter.restoreState(state)
+        header_state = s.value("table/header")
+        if isinstance(header_state, QByteArray):
+            self.table.horizontalHeader().restoreState(header_state)
+        status = s.value("filter/status", "")
+        self.filter_bar.set_status(status if status in STATUSES else None)
+        self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
+
+    def _splitters(self) -> dict[str, QSplitter]:
+        return {"main": self.main_splitter, "left": self.left_splitter,
+                "right": self.right_splitter}
+
+    def save_settings(self) -> None:
+        s = self._settings
+        s.setValue("window/geometry", self.saveGeometry())
+        for key, splitter in self._splitters().items():
+            s.setValue(f"splitters/{key}", splitter.saveState())
+        s.setValue("table/header", self.table.horizontalHeader().saveState())
+        s.setValue("filter/status", self.filter_bar.status or "")
+        s.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Saved here, while the window still has its on-screen geometry; main.py quits the
+        # event loop when the last window closes and then calls shutdown().
+        self.save_settings()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop timers and listening to the service, save settings; safe to call twice."""
+        if self._closed_down:
+            return
+        self._closed_down = True
+        self.feed.stop()
+        self.stats_timer.stop()
+        self.save_settings()
+

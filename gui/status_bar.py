@@ -1,0 +1,96 @@
+"""StatusBarPanel: the API address (click to copy) or why the API is not running, workers busy
+out of total, queue depth and throughput, as permanent widgets of the window's QStatusBar.
+The bar's left part stays free for short reports ("Copied 1 id").
+
+Threads: GUI thread only; the window calls ``update_stats`` from its timers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFrame, QLabel, QStatusBar, QToolButton, QWidget
+
+from gui.formatting import format_count
+from gui.status_style import STATUS_COLORS
+
+MESSAGE_MS = 4000
+
+
+def _separator(parent: QWidget) -> QFrame:
+    line = QFrame(parent)
+    line.setFrameShape(QFrame.Shape.VLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line
+
+
+class StatusBarPanel:
+    def __init__(
+        self, bar: QStatusBar, api_url: str | None, api_error: str | None, db_path: str = ""
+    ) -> None:
+        self._bar = bar
+        self.api_url = api_url
+        # A normal (non-permanent) widget: it yields its place to short reports.
+        self.db_label = QLabel(f"Database {db_path}" if db_path else "", bar)
+        self.db_label.setToolTip("The SQLite database this window shows")
+        self.db_label.setEnabled(False)
+        bar.addWidget(self.db_label, 1)
+        self.api_button: QToolButton | None = None
+        self.api_label: QLabel | None = None
+        if api_url is not None:
+            self.api_button = QToolButton(bar)
+            self.api_button.setAutoRaise(True)
+            self.api_button.setText(f"API {api_url}")
+            self.api_button.setToolTip("Click to copy the API address")
+            self.api_button.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.api_button.clicked.connect(self.copy_api_url)
+            api_widget: QWidget = self.api_button
+        else:
+            reason = api_error or "not started"
+            self.api_label = QLabel(f"⚠ API unavailable: {reason}", bar)
+            self.api_label.setToolTip(
+                "The window works without the API; restart with another --port to use it"
+            )
+            self.api_label.setStyleSheet(f"color: {STATUS_COLORS['cancelled'].name()};")
+            api_widget = self.api_label
+        self.workers_label = QLabel(bar)
+        self.queue_label = QLabel(bar)
+        self.throughput_label = QLabel(bar)
+        self.throughput_label.setToolTip("Tasks completed per second over the last 10 seconds")
+        for i, widget in enumerate(
+            (api_widget, self.workers_label, self.queue_label, self.throughput_label)
+        ):
+            if i:
+                bar.addPermanentWidget(_separator(bar))
+            bar.addPermanentWidget(widget)
+
+    def copy_api_url(self) -> None:
+        if self.api_url is None:
+            return
+        QGuiApplication.clipboard().setText(self.api_url)
+        self.show_message(f"Copied {self.api_url}")
+
+    def show_message(self, text: str) -> None:
+        self._bar.showMessage(text, MESSAGE_MS)
+
+    def update_stats(
+        self,
+        counts: Mapping[str, int],
+        busy: int | None,
+        workers: int | None,
+        completed_per_second: float,
+    ) -> None:
+        if busy is None or workers is None:
+            workers_text = "Workers: none"
+        else:
+            workers_text = f"Workers {busy}/{workers} busy"
+        self._set(self.workers_label, workers_text)
+        self._set(self.queue_label, f"Queued {format_count(counts.get('queued', 0))}")
+        self._set(self.throughput_label, f"{completed_per_second:,.1f} completed/s")
+
+    @staticmethod
+    def _set(label: QLabel, text: str) -> None:
+        if label.text() != text:  # avoid relayouts of the bar once a second
+            label.setText(text)

@@ -1,0 +1,117 @@
+"""Colours and labels of the five task statuses, and the badge that draws them in the table.
+
+Each status has one hue used everywhere (table badge, filter buttons, details, chart), picked
+to stay readable on light and dark palettes: the badge fills a pale tint of the hue and writes
+the label in a strong shade of it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFontMetrics, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from storage import STATUSES
+
+STATUS_LABELS: dict[str, str] = {s: s.capitalize() for s in STATUSES}
+
+STATUS_COLORS: dict[str, QColor] = {
+    "queued": QColor("#6b7280"),  # slate: waiting, nothing wrong
+    "running": QColor("#2563eb"),  # blue: in progress
+    "completed": QColor("#16a34a"),  # green
+    "failed": QColor("#dc2626"),  # red
+    "cancelled": QColor("#b45309"),  # amber: stopped by a person, not an error
+}
+
+COMPLETED_COLOR = STATUS_COLORS["completed"]
+FAILED_COLOR = STATUS_COLORS["failed"]
+
+
+def status_color(status: str) -> QColor:
+    return STATUS_COLORS.get(status, QColor("#6b7280"))
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Base).lightness() < 128
+
+
+def mix(a: QColor, b: QColor, amount: float) -> QColor:
+    """*amount* of *a* over *b*, opaque (rich text and some styles ignore alpha)."""
+    return QColor(
+        round(a.red() * amount + b.red() * (1 - amount)),
+        round(a.green() * amount + b.green() * (1 - amount)),
+        round(a.blue() * amount + b.blue() * (1 - amount)),
+    )
+
+
+def badge_colors(status: str, palette: QPalette, selected: bool = False) -> tuple[QColor, QColor]:
+    """(fill, text) for a status badge on this palette, opaque."""
+    hue = status_color(status)
+    if selected:
+        # On the selection highlight a pale badge with dark text stays readable in any theme.
+        return mix(hue, palette.color(QPalette.ColorRole.HighlightedText), 0.12), hue.darker(140)
+    base = palette.color(QPalette.ColorRole.Base)
+    if is_dark(palette):
+        return mix(hue, base, 0.35), hue.lighter(160)
+    return mix(hue, base, 0.14), hue.darker(130)
+
+
+def status_dot_icon(status: str, size: int = 10) -> QIcon:
+    """A filled circle in the status colour, for buttons and menus."""
+    pixmap = QPixmap(size * 2, size * 2)  # drawn at 2x so it stays crisp on HiDPI screens
+    pixmap.setDevicePixelRatio(2.0)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(status_color(status))
+    painter.drawEllipse(QRectF(1, 1, size - 2, size - 2))
+    painter.end()
+    return QIcon(pixmap)
+
+
+class StatusBadgeDelegate(QStyledItemDelegate):
+    """Paints the status cell as a rounded, tinted badge instead of plain text."""
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        status = index.data(Qt.ItemDataRole.EditRole)
+        if not isinstance(status, str):
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""  # the frame and selection come from the style; the label is ours
+        widget = opt.widget
+        style = widget.style() if isinstance(widget, QWidget) else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)
+
+        label = STATUS_LABELS.get(status, status)
+        metrics = QFontMetrics(opt.font)
+        rect = opt.rect
+        pad_x, height = 8, min(rect.height() - 6, metrics.height() + 4)
+        width = min(metrics.horizontalAdvance(label) + 2 * pad_x, rect.width() - 8)
+        badge = QRectF(rect.left() + 6, rect.center().y() - height / 2 + 1, width, height)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        fill, text = badge_colors(status, opt.palette, selected)
+
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(badge, height / 2, height / 2)
+        painter.setPen(text)
+        painter.setFont(opt.font)
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
+        painter.restore()
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        hint = super().sizeHint(option, index)
+        return QSize(hint.width() + 20, hint.height())

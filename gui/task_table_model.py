@@ -1,0 +1,373 @@
+"""TaskTableModel: the task table, newest first, read lazily from the store in pages.
+
+Threads: GUI thread only. The model never hears from workers directly; the window calls
+``refresh()`` from its coalescing timer (see gui/change_feed.py) with the ids that changed.
+
+Loading: the first page (``page_size`` rows) is read when the filter is set; the view asks for
+more through ``canFetchMore``/``fetchMore`` as the user scrolls, each page found with the
+``before_seq`` cursor (``Task.seq``), so a page deep in a million tasks costs the same as the
+first and opening a big database reads only one page.
+
+Refreshing keeps it bounded and simple:
+- the *live window*, the newest ``min(rows loaded, live_window)`` matching tasks, is read again
+  as a whole; this catches every new task (``submit_many`` announces a batch with one event)
+  and every status change near the top, where the user looks;
+- loaded rows older than that window are patched from the changed ids: re-read by id, updated,
+  dropped when they no longer match the status filter, or inserted when an old task starts to
+  match it (e.g. a retried task while "Queued" is shown);
+- rows beyond what the user scrolled to are dropped as new tasks push them down, so memory
+  stays bounded by what was looked at, however long the window stays open;
+- the result is merged into the current rows as row insertions, removals and ``dataChanged``,
+  never a reset, so the view keeps its selection, current row and scroll position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+)
+from PySide6.QtGui import QColor, QFont, QFontDatabase
+
+from gui.formatting import (
+    format_attempts,
+    format_duration,
+    format_time,
+    format_timestamp,
+    one_line,
+    preview,
+    short_id,
+)
+from gui.status_style import STATUS_LABELS, status_color
+from service.task_service import TaskService
+from storage import Task
+
+PAGE_SIZE = 200
+LIVE_WINDOW = 1000
+TOOLTIP_CHARS = 2000
+
+_ROOT = QModelIndex()
+Index = QModelIndex | QPersistentModelIndex
+
+
+class Column(IntEnum):
+    ID = 0
+    ACTION = 1
+    STATUS = 2
+    CREATED = 3
+    STARTED = 4
+    FINISHED = 5
+    DURATION = 6
+    ATTEMPTS = 7
+    OUTPUT = 8
+
+
+HEADERS: dict[Column, str] = {
+    Column.ID: "ID",
+    Column.ACTION: "Action",
+    Column.STATUS: "Status",
+    Column.CREATED: "Created",
+    Column.STARTED: "Started",
+    Column.FINISHED: "Finished",
+    Column.DURATION: "Duration",
+    Column.ATTEMPTS: "Attempts",
+    Column.OUTPUT: "Result / error",
+}
+
+# Roles beyond Qt's own: the whole Task, and its id (what selections are kept by).
+TASK_ROLE = Qt.ItemDataRole.UserRole + 1
+ID_ROLE = Qt.ItemDataRole.UserRole + 2
+
+_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+_LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+_CENTER = Qt.AlignmentFlag.AlignCenter
+
+
+def _alignment(column: Column) -> Qt.AlignmentFlag:
+    if column == Column.DURATION:
+        return _RIGHT
+    return _CENTER if column == Column.ATTEMPTS else _LEFT
+
+
+def matches_search(task: Task, search: str) -> bool:
+    """The store's search in Python: id prefix or part of the action, ignoring case."""
+    if not search:
+        return True
+    needle = search.lower()
+    return task.id.lower().startswith(needle) or needle in task.action.lower()
+
+
+class TaskTableModel(QAbstractTableModel):
+    def __init__(
+        self,
+        service: TaskService,
+        parent: QObject | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+        live_window: int = LIVE_WINDOW,
+    ) -> None:
+        super().__init__(parent)
+        self._service = service
+        self._page_size = page_size
+        self._live_window = max(live_window, page_size)
+        self._status: str | None = None
+        self._search = ""
+        self._rows: list[Task] = []
+        self._row_of: dict[str, int] | None = None  # built on demand, dropped on change
+        self._has_more = False
+        # How many rows the user has asked for (first page plus every fetchMore). New tasks
+        # push old rows down; rows beyond this are dropped so that a window left open during
+        # a flood does not keep every task ever created in memory.
+        self._wanted = page_size
+        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._error_color = status_color("failed")
+
+    # -- filter and queries ---------------------------------------------------------------------
+
+    @property
+    def status_filter(self) -> str | None:
+        return self._status
+
+    @property
+    def search(self) -> str:
+        return self._search
+
+    def set_filter(self, status: str | None, search: str = "") -> None:
+        """Show tasks in *status* (None: all) matching *search*; reloads the first page."""
+        self.beginResetModel()
+        self._status, self._search = status, search.strip()
+        self._rows = self._query(self._page_size)
+        self._has_more = len(self._rows) == self._page_size
+        self._wanted = self._page_size
+        self._row_of = None
+        self.endResetModel()
+
+    def reload(self) -> None:
+        self.set_filter(self._status, self._search)
+
+    def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
+        return self._service.page(
+            self._status, limit, search=self._search or None, before_seq=before_seq
+        )
+
+    def _matches(self, task: Task) -> bool:
+        return (self._status is None or task.status == self._status) and matches_search(
+            task, self._search
+        )
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def task_at(self, row: int) -> Task | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def row_of(self, task_id: str) -> int | None:
+        if self._row_of is None:
+            self._row_of = {task.id: row for row, task in enumerate(self._rows)}
+        return self._row_of.get(task_id)
+
+    def tasks(self) -> list[Task]:
+        return list(self._rows)
+
+    # -- live updates ---------------------------------------------------------------------------
+
+    def refresh(self, changed: Mapping[str, int] | None = None) -> None:
+        """Bring the loaded rows up to date; *changed* maps changed task ids to their seq."""
+        rows = self._rows
+        limit = min(max(len(rows), self._page_size), self._live_window)
+        head = self._query(limit)
+        if len(head) < limit:
+            # Fewer matches than we asked for: this is every matching task there is.
+            new_rows, has_more = head, False
+        else:
+            boundary = head[-1].seq
+            if rows and boundary > rows[0].seq:
+                # So many new tasks that the window no longer reaches the loaded rows; keeping
+                # them would leave a gap, so start over from the window (fetchMore goes on).
+                new_rows, has_more = head, True
+            else:
+                low = rows[-1].seq if (rows and self._has_more) else 0
+                tail = self._patched_tail(
+                    [t for t in rows if t.seq < boundary], low, boundary, changed or {}
+                )
+                new_rows = head + tail
+                has_more = self._has_more if any(t.seq < boundary for t in rows) else True
+        if len(new_rows) > self._wanted:
+            new_rows, has_more = new_rows[: self._wanted], True
+        self._merge(new_rows)
+        self._has_more = has_more
+
+    def _patched_tail(
+        self, tail: list[Task], low: int, high: int, changed: Mapping[str, int]
+    ) -> list[Task]:
+        """Apply changes to loaded rows with low <= seq < high, which the window missed."""
+        ids = [task_id for task_id, seq in changed.items() if low <= seq < high]
+        if not ids:
+            return tail
+        by_id = {t.id: t for t in tail}
+        for task_id in ids:
+            fresh = self._service.find(task_id)
+            if fresh is not None and self._matches(fresh) and low <= fresh.seq < high:
+                by_id[task_id] = fresh
+            else:
+                by_id.pop(task_id, None)
+        return sorted(by_id.values(), key=lambda t: t.seq, reverse=True)
+
+    def _merge(self, new_rows: Sequence[Task]) -> None:
+        """Turn the rows into *new_rows* (both newest first) with minimal row signals."""
+        rows = self._rows
+        i = j = 0
+        first_changed, last_changed = -1, -1
+        while i < len(rows) or j < len(new_rows):
+            if i < len(rows) and (j == len(new_rows) or rows[i].seq > new_rows[j].seq):
+                end = i
+                while end < len(rows) and (j == len(new_rows) or rows[end].seq > new_rows[j].seq):
+                    end += 1
+                self.beginRemoveRows(_ROOT, i, end - 1)
+                del rows[i:end]
+                self._row_of = None
+                self.endRemoveRows()
+            elif i == len(rows) or new_rows[j].seq > rows[i].seq:
+                end = j
+                while end < len(new_rows) and (i == len(rows) or new_rows[end].seq > rows[i].seq):
+                    end += 1
+                self.beginInsertRows(_ROOT, i, i + end - j - 1)
+                rows[i:i] = new_rows[j:end]
+                self._row_of = None
+                self.endInsertRows()
+                i += end - j
+                j = end
+            else:
+                if rows[i] != new_rows[j]:
+                    rows[i] = new_rows[j]
+                    if first_changed < 0:
+                        first_changed = i
+                    last_changed = i
+                i += 1
+                j += 1
+        if first_changed >= 0:
+            self.dataChanged.emit(
+                self.index(first_changed, 0),
+                self.index(last_changed, len(Column) - 1),
+            )
+
+    # -- Qt model interface ---------------------------------------------------------------------
+
+    def rowCount(self, parent: Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(Column)
+
+    def canFetchMore(self, parent: Index) -> bool:
+        return not parent.isValid() and self._has_more
+
+    def fetchMore(self, parent: Index) -> None:
+        if parent.isValid() or not self._has_more:
+            return
+        before = self._rows[-1].seq if self._rows else None
+        page = self._query(self._page_size, before)
+        self._has_more = len(page) == self._page_size
+        if not page:
+            return
+        start = len(self._rows)
+        self.beginInsertRows(_ROOT, start, start + len(page) - 1)
+        self._rows.extend(page)
+        self._wanted = len(self._rows)
+        self._row_of = None
+        self.endInsertRows()
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(Column):
+            return None
+        column = Column(section)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[column]
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _alignment(column)
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.parent().isValid():
+            return None
+        task = self.task_at(index.row())
+        if task is None or not 0 <= index.column() < len(Column):
+            return None
+        column = Column(index.column())
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(task, column)
+        if role == Qt.ItemDataRole.EditRole:
+            # The raw value behind the cell, for delegates (the status badge) and sorting.
+            return task.status if column == Column.STATUS else self._display(task, column)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(task, column)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self._foreground(task, column)
+        if role == Qt.ItemDataRole.FontRole and column == Column.ID:
+            return QFont(self._mono)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _alignment(column)
+        if role == TASK_ROLE:
+            return task
+        if role == ID_ROLE:
+            return task.id
+        return None
+
+    @staticmethod
+    def _display(task: Task, column: Column) -> str:
+        match column:
+            case Column.ID:
+                return short_id(task.id)
+            case Column.ACTION:
+                return task.action
+            case Column.STATUS:
+                return STATUS_LABELS.get(task.status, task.status)
+            case Column.CREATED:
+                return format_time(task.created_at)
+            case Column.STARTED:
+                return format_time(task.started_at)
+            case Column.FINISHED:
+                return format_time(task.processed_at)
+            case Column.DURATION:
+                return format_duration(task.duration)
+            case Column.ATTEMPTS:
+                return format_attempts(task)
+            case Column.OUTPUT:
+                return preview(task)
+
+    @staticmethod
+    def _tooltip(task: Task, column: Column) -> str | None:
+        match column:
+            case Column.ID:
+                return task.id
+            case Column.CREATED:
+                return format_timestamp(task.created_at)
+            case Column.STARTED:
+                return format_timestamp(task.started_at) if task.started_at else None
+            case Column.FINISHED:
+                return format_timestamp(task.processed_at) if task.processed_at else None
+            case Column.OUTPUT:
+                text = preview(task)
+                return one_line(text, TOOLTIP_CHARS) if text else None
+            case _:
+                return None
+
+    def _foreground(self, task: Task, column: Column) -> QColor | None:
+        if column == Column.STATUS:
+            return status_color(task.status)
+        if column == Column.OUTPUT and task.error:
+            return self._error_color
+        return None

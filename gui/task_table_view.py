@@ -1,0 +1,128 @@
+"""TaskTableView: the QTableView of tasks, with sensible column widths, a status badge column,
+a hint when it is empty, and selection read and restored by task id.
+
+Threads: GUI thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtGui import QPainter, QPaintEvent, QPalette
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+from gui.status_style import StatusBadgeDelegate
+from gui.task_table_model import Column, TaskTableModel
+from storage import Task
+
+
+class TaskTableView(QTableView):
+    def __init__(self, model: TaskTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._model = model
+        self.setModel(model)
+        self.placeholder = ""
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setAlternatingRowColors(True)
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setCornerButtonEnabled(False)
+        # Tab leaves the table (arrow keys move between rows), so keyboard users are not
+        # trapped in its cells.
+        self.setTabKeyNavigation(False)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.setItemDelegateForColumn(Column.STATUS, StatusBadgeDelegate(self))
+
+        metrics = self.fontMetrics()
+        vertical = self.verticalHeader()
+        vertical.hide()
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(metrics.height() + 12)
+
+        header = self.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setStretchLastSection(True)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.setMinimumSectionSize(40)
+        pad = 18
+        time_width = metrics.horizontalAdvance("2024-12-31") + pad
+        widths = {
+            Column.ID: metrics.horizontalAdvance("00000000") + pad,
+            Column.ACTION: metrics.horizontalAdvance("render-video") + pad,
+            Column.STATUS: metrics.horizontalAdvance("Completed") + 2 * pad + 6,
+            Column.CREATED: time_width,
+            Column.STARTED: time_width,
+            Column.FINISHED: time_width,
+            Column.DURATION: metrics.horizontalAdvance("99.99 s") + pad,
+            Column.ATTEMPTS: metrics.horizontalAdvance("Attempts") + pad,
+        }
+        for column, width in widths.items():
+            header.resizeSection(column, width)
+
+    # -- selection by task id -------------------------------------------------------------------
+
+    def selected_rows(self) -> list[int]:
+        selection = self.selectionModel()
+        return sorted(index.row() for index in selection.selectedRows()) if selection else []
+
+    def selected_tasks(self) -> list[Task]:
+        tasks = (self._model.task_at(row) for row in self.selected_rows())
+        return [task for task in tasks if task is not None]
+
+    def selected_ids(self) -> list[str]:
+        return [task.id for task in self.selected_tasks()]
+
+    def select_ids(self, ids: Iterable[str]) -> None:
+        """Select the rows of these tasks that are loaded; the first becomes current."""
+        selection_model = self.selectionModel()
+        if selection_model is None:
+            return
+        selection = QItemSelection()
+        rows = sorted(r for r in (self._model.row_of(i) for i in ids) if r is not None)
+        last = self._model.columnCount() - 1
+        for row in rows:
+            selection.select(self._model.index(row, 0), self._model.index(row, last))
+        flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
+                 | QItemSelectionModel.SelectionFlag.Rows)
+        selection_model.select(selection, flags)
+        if rows:
+            selection_model.setCurrentIndex(
+                self._model.index(rows[0], 0), QItemSelectionModel.SelectionFlag.NoUpdate
+            )
+
+    # -- keeping the user's place -----------------------------------------------------------------
+
+    def top_task_id(self) -> str | None:
+        """The task in the first visible row, when the user has scrolled away from the top."""
+        if self.verticalScrollBar().value() == 0:
+            return None  # at the top, new tasks should come into view
+        task = self._model.task_at(self.rowAt(0))
+        return task.id if task is not None else None
+
+    def keep_at_top(self, task_id: str | None) -> None:
+        """Scroll so that *task_id* is the first visible row again (after rows were added)."""
+        if task_id is None:
+            return
+        row = self._model.row_of(task_id)
+        if row is not None and row != self.rowAt(0):
+            self.updateGeometries()  # the scroll range must already count the new rows
+            self.scrollTo(self._model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+
+    # -- empty state ----------------------------------------------------------------------------
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self._model.rowCount() or not self.placeholder:
+            return
+        painter = QPainter(self.viewport())
+        painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+        painter.drawText(
+            self.viewport().rect().adjusted(20, 20, -20, -20),
+            Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+            self.placeholder,
+        )
+        painter.end()

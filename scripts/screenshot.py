@@ -1,0 +1,224 @@
+"""Render Taskdesk's real MainWindow offscreen over a demo database and save it as a PNG.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py [OUT.png]
+
+OUT defaults to docs/screenshot.png. Everything happens in a temporary folder (database and
+window settings), so neither the user's data nor their window layout is touched. The tasks are
+made through the real service: completed and failed ones by running their actions, cancelled
+ones by cancelling, running ones on a real worker pool whose action waits until the picture is
+taken, and queued ones simply submitted. A simulated clock spreads their times over the last
+twenty minutes, and the chart gets a synthetic three-minute history (waiting three real
+minutes for one picture would make the script useless). The status bar shows the default API
+address; no server is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a plain script from any folder
+    sys.path.insert(0, str(ROOT))
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from gui.main_window import AppInfo, MainWindow  # noqa: E402
+from service.actions import Action, default_registry  # noqa: E402
+from service.metrics import RateHistory  # noqa: E402
+from service.task_service import TaskService  # noqa: E402
+from service.version import VERSION  # noqa: E402
+from service.worker_pool import WorkerPool  # noqa: E402
+from storage import TaskStore, migrate, open_connection  # noqa: E402
+
+SIZE = (1280, 800)
+WORKERS = 4
+DEADLINE_SECONDS = 20.0
+
+
+class SimClock:
+    """A wall clock the script moves by hand, so tasks look spread over the last minutes."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _fetch_url(data: dict[str, Any]) -> Any:
+    raise ConnectionError(f"connection refused: {data.get('url', '?')}")
+
+
+def _make_service(store: TaskStore, clock: SimClock, release: threading.Event) -> TaskService:
+    registry = default_registry()
+    registry.register(Action("fetch-url", _fetch_url, lambda d: None, "always fails"))
+
+    def render_video(data: dict[str, Any]) -> Any:
+        release.wait(DEADLINE_SECONDS)  # keeps a worker busy until the picture is taken
+        return {"output": f"{data.get('file', 'video')}.mp4"}
+
+    registry.register(Action("render-video", render_video, lambda d: None, "slow"))
+    return TaskService(store, registry, max_attempts=3, backoff_base=30.0, clock=clock)
+
+
+def _demo_tasks(rng: random.Random) -> list[tuple[str, str, dict[str, Any]]]:
+    """(fate, action, data), oldest first."""
+    words = ["hello world", "quarterly report", "release notes v2", "invoice 2024-117",
+             "weekly digest", "meeting agenda", "taskdesk rocks", "draft reply to ana"]
+    people = ["ana@example.com", "li.wei@example.org", "sam@example.net", "ops@example.com"]
+    tasks: list[tuple[str, str, dict[str, Any]]] = []
+    for i in range(96):
+        roll = rng.random()
+        fate = ("failed" if roll < 0.18 else "cancelled" if roll < 0.32 else "completed")
+        if fate == "failed":
+            url = rng.choice(["https://feeds.example.invalid/news.xml",
+                              "https://api.example.invalid/v1/rates"])
+            tasks.append((fate, "fetch-url", {"url": url}))
+        elif i % 4 == 0:
+            tasks.append((fate, "sum", {"numbers": [rng.randint(1, 500) for _ in range(
+                rng.randint(2, 6))]}))
+        elif i % 4 == 1:
+            tasks.append((fate, "send-email", {"to": rng.choice(people),
+                                               "subject": rng.choice(words).title()}))
+        elif i % 4 == 2:
+            tasks.append((fate, "thumbnail", {"path": f"photos/IMG_{2000 + i}.jpg",
+                                              "size": 256}))
+        else:
+            tasks.append((fate, "uppercase", {"text": rng.choice(words)}))
+    return tasks
+
+
+def populate(service: TaskService, clock: SimClock, rng: random.Random) -> None:
+    """Completed, failed and cancelled tasks, oldest first, through the service."""
+    for fate, action, data in _demo_tasks(rng):
+        clock.advance(rng.uniform(4, 14))
+        task = service.submit(action, data)
+        if fate == "cancelled":
+            clock.advance(rng.uniform(0.5, 5))
+            service.cancel(task.id)
+            continue
+        attempts = 3 if fate == "failed" else 1
+        for _ in range(attempts):
+            clock.advance(rng.uniform(0.05, 1.5))
+            claimed = service.start(task.id)
+            if claimed is None:
+                break
+            clock.advance(rng.expovariate(1 / 0.4))
+            service.execute(claimed)
+
+
+def synthetic_rates(rng: random.Random, seconds: int = 180) -> RateHistory:
+    """A believable three-minute history of completions and failures per second."""
+    offset = [0.0]
+    history = RateHistory(clock=lambda: time.monotonic() + offset[0])
+    for s in range(-seconds, 0):
+        offset[0] = float(s)
+        wave = 9 + 5 * math.sin(s / 17) + 3 * math.sin(s / 5.3)
+        burst = 10 if -95 < s < -80 else 0
+        history.record(completed=max(0, round(wave + burst + rng.uniform(-2, 2))),
+                       failed=1 if rng.random() < 0.12 else 0)
+    offset[0] = 0.0
+    return history
+
+
+def _wait(condition: Any, app: QApplication) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the demo database did not reach the expected state")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "screenshot.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The demo fails tasks on purpose; their warnings are noise here.
+    logging.getLogger("taskdesk").setLevel(logging.ERROR)
+    app = QApplication.instance() or QApplication(argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Taskdesk")
+    rng = random.Random(20240601)
+
+    with tempfile.TemporaryDirectory(prefix="taskdesk-shot-") as tmp:
+        db_path = Path(tmp) / "tasks.db"
+        conn = open_connection(db_path)
+        migrate(conn, db_path)
+        conn.close()
+        store = TaskStore(db_path, "normal")
+        clock = SimClock(time.time() - 20 * 60)
+        release = threading.Event()
+        service = _make_service(store, clock, release)
+        populate(service, clock, rng)
+        service.rates = synthetic_rates(rng)
+
+        # Running: the oldest queued tasks, taken by a real pool and held until the end.
+        for n in range(WORKERS):
+            clock.advance(rng.uniform(2, 6))
+            service.submit("render-video", {"file": f"clip-{n + 1:02d}", "preset": "1080p"})
+        clock.now = max(clock.now, time.time() - 40)
+        pool = WorkerPool(service, WORKERS, prefetch=1, work_delay=0)
+        pool.start()
+        _wait(lambda: service.counts()["running"] == WORKERS, app)
+
+        # Queued: newest, waiting for a free worker; one waits to retry after a failure.
+        for i in range(22):
+            clock.advance(rng.uniform(0.5, 2))
+            if i % 3 == 0:
+                service.submit("sum", {"numbers": [rng.randint(1, 99) for _ in range(4)]})
+            elif i % 3 == 1:
+                service.submit("uppercase", {"text": rng.choice(["good morning", "ship it"])})
+            else:
+                service.submit("send-email", {"to": "team@example.com", "subject": "Standup"})
+        clock.now = time.time()
+
+        settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
+        info = AppInfo(version=VERSION, db_path=Path("~/.local/share/taskdesk/tasks.db"),
+                       api_url="http://127.0.0.1:8080", api_error=None, token=None)
+        window = MainWindow(service, pool, info, settings=settings)
+        window.resize(*SIZE)
+        window.show()
+        window.refresh_now()
+        app.processEvents()
+
+        model = window.model
+        failed_rows = [r for r in range(model.rowCount())
+                       if (t := model.task_at(r)) is not None and t.status == "failed"]
+        if failed_rows:
+            window.table.selectRow(failed_rows[0])
+        window.table.setFocus()
+        window.feed.flush()
+        window.refresh_now()
+        for _ in range(5):
+            app.processEvents()
+
+        image = window.grab()
+        ok = image.save(str(out))
+        window.shutdown()
+        window.close()
+        release.set()
+        pool.stop(DEADLINE_SECONDS)
+        store.close()
+    if not ok:
+        print(f"could not write {out}", file=sys.stderr)
+        return 1
+    print(f"saved {out} ({image.width()}x{image.height()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
