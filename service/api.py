@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -28,6 +29,7 @@ log = logging.getLogger("taskdesk.api")
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # bottle keeps the body in memory up to this size and refuses (413) larger JSON bodies.
@@ -60,19 +62,24 @@ def json_error(
     json_response(status, body, headers)
 
 
-def _host_name(host_header: str) -> str:
-    """'[::1]:8080' → '::1', 'localhost:8080' → 'localhost'."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+_HOST_HEADER = re.compile(r"^(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]@/\s]+))(?::\d{1,5})?$")
+
+
+def _host_name(host_header: str) -> str | None:
+    """'[::1]:8080' → '::1', 'localhost:8080' → 'localhost'; None if it is not a plain host."""
+    m = _HOST_HEADER.match(host_header.strip().lower())
+    if m is None:
+        return None
+    return m["ip6"] or m["name"]
 
 
 def _read_body() -> bytes:
     request = bottle.request
     if request.content_length > MAX_BODY_BYTES:
         json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    raw: bytes = request.body.read(MAX_BODY_BYTES + 1)
+    # cheroot has already decoded a chunked body; bottle would try to decode it again.
+    stream = request.environ["wsgi.input"] if request.chunked else request.body
+    raw: bytes = stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
     return raw
@@ -92,7 +99,18 @@ def _decode_json(raw: bytes) -> Any:
         json_error(400, "invalid JSON", detail=str(exc))
 
 
-def _int_param(name: str, default: int, low: int, high: int | None) -> int:
+def _query_text(name: str) -> str | None:
+    """A query parameter as text; bottle hands them over decoded as latin-1."""
+    raw = bottle.request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return str(raw.encode("latin-1").decode("utf-8"))
+    except UnicodeError:
+        json_error(400, f"{name} must be UTF-8 text")
+
+
+def _int_param(name: str, default: int, low: int, high: int) -> int:
     raw = bottle.request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -100,9 +118,8 @@ def _int_param(name: str, default: int, low: int, high: int | None) -> int:
         value = int(raw)
     except ValueError:
         json_error(400, f"{name} must be an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        json_error(400, f"{name} must be {bound}")
+    if not low <= value <= high:
+        json_error(400, f"{name} must be between {low} and {high}")
     return value
 
 
@@ -160,13 +177,12 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
 
     @app.get("/tasks")
     def list_tasks() -> NoReturn:
-        query = bottle.request.query
-        status = query.get("status") or None
+        status = _query_text("status")
         if status is not None and status not in STATUSES:
             json_error(400, f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
-        action = query.getunicode("action") or None
+        action = _query_text("action")
         limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = _int_param("offset", 0, 0, None)
+        offset = _int_param("offset", 0, 0, MAX_OFFSET)
         tasks, total = service.list_tasks(status, action, limit, offset)
         json_response(
             200, {"tasks": [t.to_dict() for t in tasks], "count": len(tasks), "total": total}

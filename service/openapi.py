@@ -83,7 +83,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                          "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "default": 100}},
                         {"name": "offset", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                         "schema": {"type": "integer", "minimum": 0,
+                                    "maximum": 2**63 - 1, "default": 0}},
                     ],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/TaskList"}, "A page"),
@@ -167,7 +168,17 @@ def openapi_document(version: str) -> dict[str, Any]:
                 },
             },
         },
+        # The token is optional: only an instance started with --token requires it.
+        "security": [{}, {"bearerToken": []}],
         "components": {
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Required on every request when Taskdesk runs with --token "
+                    "(always the case when it listens beyond loopback).",
+                },
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
