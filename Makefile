@@ -1,5 +1,5 @@
 # Conveniences over scripts/dev.sh, which does the set-up (see README).
-.PHONY: run headless test lint screenshot bench clean
+.PHONY: run headless test lint screenshot bench bench-quick clean
 
 run:
 	scripts/dev.sh run
@@ -18,6 +18,12 @@ lint:
 screenshot:
 	scripts/dev.sh setup test
 	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py docs/screenshot.png
+
+bench:
+	scripts/dev.sh bench
+
+bench-quick:
+	scripts/dev.sh bench --quick
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -3,6 +3,7 @@
 #
 #   scripts/dev.sh run [taskdesk options]   install what is missing, then start Taskdesk
 #   scripts/dev.sh test [pytest options]    install what is missing, then lint, type-check, test
+#   scripts/dev.sh bench [--quick]          install what is missing, then run the benchmarks
 #   scripts/dev.sh setup [extras]           only install (extras: e.g. test, bench)
 #
 # What it installs, only when missing: Python 3 with venv, the Debian libraries and fonts
@@ -80,8 +81,15 @@ case "$cmd" in
     say "pytest"
     exec .venv/bin/python -m pytest "$@"
     ;;
+  bench)
+    # wrk generates the HTTP load from a separate process.
+    ensure_debs "${QT_DEBS[@]}" wrk
+    ensure_venv "test,bench"
+    export QT_QPA_PLATFORM=offscreen
+    exec .venv/bin/python -m benchmarks "$@"
+    ;;
   *)
-    echo "usage: scripts/dev.sh run|test|setup [args]" >&2
+    echo "usage: scripts/dev.sh run|test|bench|setup [args]" >&2
     exit 2
     ;;
 esac
