@@ -33,6 +33,7 @@ from storage import (
     migrate,
     open_connection,
 )
+from storage.instance_lock import InstanceLock
 
 log = logging.getLogger("taskdesk")
 
@@ -50,6 +51,7 @@ class Engine:
     store: TaskStore
     service: TaskService
     pool: WorkerPool
+    lock: InstanceLock
     api: ApiServer | None = None
     api_error: str | None = None
 
@@ -58,7 +60,7 @@ class Engine:
         config = ApiConfig(
             token=s.token,
             allowed_hosts=LOOPBACK_NAMES | {s.host} if s.loopback else None,
-            workers=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
+            worker_stats=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
             version=VERSION,
         )
         api = ApiServer(create_app(self.service, config), s.host, s.port)
@@ -68,23 +70,47 @@ class Engine:
             self.api_error = str(exc)
             raise
         self.api = api
+        self.lock.describe(api.url)
 
     def start_workers(self) -> None:
         self.pool.start()
 
     def stop(self) -> None:
+        """Stop taking requests, let running tasks finish, close the database."""
         if self.api is not None:
             self.api.stop()
-        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.running else True
-        self.store.close()
+        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.started else True
+        if finished:
+            self.store.close()
+        self.lock.release()
         note = "" if finished else " (tasks still running will run again at next start)"
         log.info("Taskdesk stopped%s", note)
+        if not finished:
+            # A worker stuck in an action cannot be interrupted; its task is still `running`
+            # on disk and the next start re-queues it. Waiting for it would hang the exit.
+            logging.shutdown()
+            os._exit(EXIT_OK)
 
 
 def open_engine(settings: Settings) -> Engine:
     """Open and migrate the database and recover unfinished work; nothing runs yet."""
     path = settings.db
     log.info("Taskdesk %s, database %s", VERSION, path)
+    lock = InstanceLock(path)
+    try:
+        # Before anything else: recovery below is only safe if no one else runs these tasks.
+        lock.acquire()
+    except DatabaseError as exc:
+        raise StartupError(str(exc)) from exc
+    try:
+        return _open_locked(settings, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open_locked(settings: Settings, lock: InstanceLock) -> Engine:
+    path = settings.db
     try:
         conn = open_connection(
             path, settings.synchronous, max_schema_version=LATEST_VERSION  # type: ignore[arg-type]
@@ -106,7 +132,7 @@ def open_engine(settings: Settings) -> Engine:
         store.close()
         raise StartupError(f"cannot recover unfinished tasks in database {path}: {exc}") from exc
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
-    return Engine(settings, store, service, pool)
+    return Engine(settings, store, service, pool, lock)
 
 
 class SignalQuit:
@@ -168,10 +194,12 @@ def run_headless(settings: Settings) -> int:
         print(f"taskdesk: {exc}", file=sys.stderr)
         engine.stop()
         return EXIT_STARTUP_FAILED
-    engine.start_workers()
-    if not signals.requested:
-        app.exec()
-    engine.stop()
+    try:
+        engine.start_workers()
+        if not signals.requested:
+            app.exec()
+    finally:
+        engine.stop()
     return EXIT_OK
 
 
@@ -198,20 +226,24 @@ def run_window(settings: Settings) -> int:
     except ApiStartError as exc:
         # The window works without the API; the status bar says why it is not available.
         log.error("%s", exc)
-    engine.start_workers()
-    info = AppInfo(
-        version=VERSION,
-        db_path=settings.db,
-        api_url=engine.api.url if engine.api else None,
-        api_error=engine.api_error,
-        token=settings.token,
-    )
-    window = MainWindow(engine.service, engine.pool, info)
-    window.show()
-    if not signals.requested:
-        app.exec()
-    window.shutdown()
-    engine.stop()
+    try:
+        engine.start_workers()
+        info = AppInfo(
+            version=VERSION,
+            db_path=settings.db,
+            api_url=engine.api.url if engine.api else None,
+            api_error=engine.api_error,
+            token=settings.token,
+        )
+        window = MainWindow(engine.service, engine.pool, info)
+        try:
+            window.show()
+            if not signals.requested:
+                app.exec()
+        finally:
+            window.shutdown()
+    finally:
+        engine.stop()
     return EXIT_OK
 
 

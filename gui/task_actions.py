@@ -19,7 +19,6 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 
 from gui.formatting import short_id
-from service.errors import ServiceError
 from service.task_service import TaskService
 from storage import Task
 
@@ -107,28 +106,30 @@ class TaskActions(QObject):
 
     def retry(self) -> None:
         self._change([t for t in self._tasks if t.status in RETRYABLE],
-                     self._service.retry, "Retried")
+                     self._service.retry_many, "Retried", "no longer failed or cancelled")
 
     def cancel(self) -> None:
         self._change([t for t in self._tasks if t.status in CANCELLABLE],
-                     self._service.cancel, "Cancelled")
+                     self._service.cancel_many, "Cancelled", "no longer queued")
 
-    def _change(self, tasks: list[Task], apply: Callable[[str], Task], verb: str) -> None:
+    def _change(
+        self,
+        tasks: list[Task],
+        apply: Callable[[Sequence[str]], list[Task]],
+        verb: str,
+        why_skipped: str,
+    ) -> None:
         if not tasks:
             return
-        done, refused = 0, []
-        for task in tasks:
-            try:
-                apply(task.id)
-                done += 1
-            except ServiceError as exc:
-                # The task moved on since it was shown (a worker claimed it, say).
-                refused.append(str(exc))
+        # One write for the whole selection: the GUI thread waits for one commit, not N.
+        done = len(apply([t.id for t in tasks]))
         text = f"{verb} {_plural(done, 'task')}"
         if len(tasks) == 1 and done == 1:
             text = f"{verb} task {short_id(tasks[0].id)}"
-        if refused:
-            text += f"; {len(refused):,} skipped: {refused[0]}"
+        skipped = len(tasks) - done
+        if skipped:
+            # They moved on since they were shown (a worker claimed one, say).
+            text += f"; {skipped:,} skipped: {why_skipped}"
         self.message.emit(text)
         self.changed.emit()
 

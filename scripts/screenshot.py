@@ -114,7 +114,7 @@ def populate(service: TaskService, clock: SimClock, rng: random.Random) -> None:
         attempts = 3 if fate == "failed" else 1
         for _ in range(attempts):
             clock.advance(rng.uniform(0.05, 1.5))
-            claimed = service.start(task.id)
+            claimed = service.claim(task.id)
             if claimed is None:
                 break
             clock.advance(rng.expovariate(1 / 0.4))

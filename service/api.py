@@ -43,7 +43,7 @@ class ApiConfig:
     # token is required instead).
     allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES
     # Extra fields for GET /health and GET /stats, supplied by whoever runs the workers.
-    workers: Callable[[], dict[str, int]] = field(default=lambda: {"busy": 0, "total": 0})
+    worker_stats: Callable[[], dict[str, int]] = field(default=lambda: {"busy": 0, "total": 0})
     version: str = "0"
 
 
@@ -220,14 +220,14 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
         json_response(200, {
             "counts": counts,
             "queue_depth": counts["queued"],
-            "workers": cfg.workers(),
+            "workers": cfg.worker_stats(),
             "throughput": {"completed_per_second": completed, "failed_per_second": failed,
                            "window_seconds": 10},
         })
 
     @app.get("/health")
     def health() -> NoReturn:
-        json_response(200, {"status": "ok", "version": cfg.version, "workers": cfg.workers()})
+        json_response(200, {"status": "ok", "version": cfg.version, "workers": cfg.worker_stats()})
 
     @app.get("/openapi.json")
     def openapi() -> NoReturn:

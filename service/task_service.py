@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,6 +196,22 @@ class TaskService:
         self._emit("cancelled", task)
         return task
 
+    def cancel_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """Cancel those of *task_ids* that are queued (one write); return the cancelled ones."""
+        tasks = self.store.cancel_many(task_ids, self.clock())
+        for task in tasks:
+            log.info("task cancelled id=%s action=%s", task.id, task.action)
+            self._emit("cancelled", task)
+        return tasks
+
+    def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """Queue again those of *task_ids* that are failed or cancelled (one write)."""
+        tasks = self.store.retry_many(task_ids)
+        for task in tasks:
+            log.info("task retried id=%s action=%s", task.id, task.action)
+            self._emit("retried", task)
+        return tasks
+
     def retry(self, task_id: str) -> Task:
         task = self.store.retry(task_id)
         if task is None:
@@ -216,7 +232,7 @@ class TaskService:
 
     # -- worker side ----------------------------------------------------------------------------
 
-    def start(self, task_id: str) -> Task | None:
+    def claim(self, task_id: str) -> Task | None:
         """Claim a queued task for a worker; None if it was cancelled or taken meanwhile."""
         task = self.store.claim(task_id, self.clock())
         if task is not None:
@@ -229,37 +245,70 @@ class TaskService:
         """Run a claimed task's action and store the outcome; returns the stored task."""
         try:
             result = self.registry.get(task.action).handler(task.data)
+        except Exception as exc:  # any failure of an action is a failed attempt
+            return self._attempt_failed(task, exc, retry=True)
+        try:
             result_json = dumps(result)
             if len(result_json.encode()) > MAX_RESULT_BYTES:
-                raise ValueError(f"result is larger than {MAX_RESULT_BYTES} bytes")
-        except Exception as exc:  # any failure of an action is a failed attempt
-            return self._attempt_failed(task, f"{type(exc).__name__}: {exc}")
+                raise ValueError(f"the result is larger than {MAX_RESULT_BYTES} bytes")
+        except (TypeError, ValueError, RecursionError) as exc:
+            # The same input gives the same result: trying again cannot help.
+            return self._attempt_failed(task, exc, retry=False, prefix="cannot store result: ")
         done = self.store.complete(task.id, result_json, self.clock())
-        if done is not None:
-            log.info("task completed id=%s action=%s", done.id, done.action)
-            log.debug("task result id=%s result=%s", done.id, result_json)
-            self.rates.record(completed=1)
-            self._emit("completed", done)
+        if done is None:
+            log.warning("task %s was no longer running when it completed; result dropped", task.id)
+            return None
+        log.info("task completed id=%s action=%s", done.id, done.action)
+        log.debug("task result id=%s result=%s", done.id, result_json)
+        self.rates.record(completed=1)
+        self._emit("completed", done)
         return done
+
+    def release(self, task: Task, error: BaseException | None = None) -> Task | None:
+        """Give a claimed task back to the queue without counting the attempt.
+
+        For a worker that stops before running the action (*error* None: due at once), or that
+        could not store the outcome (*error* set: due after a backoff). Neither is the task's
+        fault, so neither uses up one of its attempts.
+        """
+        run_after = self.clock() + (self.backoff(max(1, task.attempts)) if error else 0.0)
+        message = None if error is None else f"cannot store outcome: {_describe(error)}"
+        released = self.store.release(task.id, run_after, message)
+        if released is not None:
+            log.info("task released id=%s action=%s", task.id, task.action)
+            self._emit("released", released)
+        return released
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before attempt number ``attempts + 1``: base · 2^(attempts-1)."""
         delay = self.backoff_base * math.pow(2, max(0, attempts - 1))
         return min(delay, MAX_BACKOFF_SECONDS)
 
-    def _attempt_failed(self, task: Task, error: str) -> Task | None:
-        if task.attempts >= task.max_attempts:
+    def _attempt_failed(
+        self, task: Task, exc: BaseException, *, retry: bool, prefix: str = ""
+    ) -> Task | None:
+        error = prefix + _describe(exc)
+        # The error text can quote task data, which is logged only at DEBUG.
+        kind = type(exc).__name__
+        if not retry or task.attempts >= task.max_attempts:
             failed = self.store.fail(task.id, error, self.clock())
             if failed is not None:
-                log.warning("task failed id=%s action=%s attempts=%d error=%s",
-                            task.id, task.action, task.attempts, error)
+                log.warning("task failed id=%s action=%s attempts=%d error_type=%s",
+                            task.id, task.action, task.attempts, kind)
+                log.debug("task error id=%s error=%s", task.id, error)
                 self.rates.record(failed=1)
                 self._emit("failed", failed)
             return failed
         delay = self.backoff(task.attempts)
         queued = self.store.requeue(task.id, error, self.clock() + delay)
         if queued is not None:
-            log.warning("task attempt failed id=%s action=%s attempt=%d/%d retry_in=%.1fs error=%s",
-                        task.id, task.action, task.attempts, task.max_attempts, delay, error)
+            log.warning("task attempt failed id=%s action=%s attempt=%d/%d retry_in=%.1fs "
+                        "error_type=%s", task.id, task.action, task.attempts, task.max_attempts,
+                        delay, kind)
+            log.debug("task error id=%s error=%s", task.id, error)
             self._emit("requeued", queued)
         return queued
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

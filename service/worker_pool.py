@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 
 from PySide6.QtCore import QRunnable, QThreadPool
 
 from service.task_service import TaskEvent, TaskService
+from storage import Task
 
 log = logging.getLogger("taskdesk.workers")
 
@@ -68,7 +68,8 @@ class WorkerPool:
         return self._busy
 
     @property
-    def running(self) -> bool:
+    def started(self) -> bool:
+        """Started and not yet told to stop."""
         return self._feeder is not None and not self._stopping.is_set()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class WorkerPool:
     # -- feeder ---------------------------------------------------------------------------------
 
     def _on_event(self, event: TaskEvent) -> None:
-        if event.kind in ("submitted", "retried", "requeued"):
+        if event.kind in ("submitted", "retried", "requeued", "released"):
             self._wake.set()
 
     def _feed_loop(self) -> None:
@@ -163,10 +164,6 @@ class WorkerPool:
             self._wake.set()  # room in the queue
             try:
                 self._run_one(task_id)
-            except Exception:
-                # Outside the action itself (e.g. the database went away): log, keep working.
-                # The task stays running in the database and is recovered at the next start.
-                log.exception("worker error while processing task id=%s", task_id)
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -176,9 +173,27 @@ class WorkerPool:
     def _run_one(self, task_id: str) -> None:
         if self._stopping.is_set():
             return
-        task = self.service.start(task_id)
+        try:
+            task = self.service.claim(task_id)
+        except Exception:
+            log.exception("cannot claim task id=%s; it stays queued", task_id)
+            return
         if task is None:
             return  # cancelled or claimed elsewhere since it was fed
-        if self.work_delay:
-            time.sleep(self.work_delay)
-        self.service.execute(task)
+        # Interruptible, so that stopping does not wait for simulated work.
+        if self.work_delay and self._stopping.wait(self.work_delay):
+            self._give_back(task, None)
+            return
+        try:
+            self.service.execute(task)
+        except Exception as exc:
+            # Not the action (its failures are handled in execute) but storing its outcome,
+            # e.g. the disk is full: queue the task again rather than leave it running.
+            log.exception("cannot store the outcome of task id=%s", task.id)
+            self._give_back(task, exc)
+
+    def _give_back(self, task: Task, error: Exception | None) -> None:
+        try:
+            self.service.release(task, error)
+        except Exception:
+            log.exception("task id=%s stays running until the next start re-queues it", task.id)

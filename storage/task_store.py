@@ -10,6 +10,7 @@ same task (a cancel and a claim, say) always have exactly one winner.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import uuid
@@ -118,22 +119,48 @@ class TaskStore:
             (error, now, task_id),
         )
 
+    def release(self, task_id: str, run_after: float, error: str | None) -> Task | None:
+        """running → queued, giving the attempt back (the action's outcome was not stored)."""
+        return self._write_one(
+            f"UPDATE tasks SET status = 'queued', attempts = max(0, attempts - 1), "
+            f"started_at = NULL, run_after = ?, error = coalesce(?, error) "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
+            (run_after, error, task_id),
+        )
+
+    _CANCEL = (
+        f"UPDATE tasks SET status = 'cancelled', processed_at = ? "
+        f"WHERE id IN (SELECT value FROM json_each(?)) AND status = 'queued' "
+        f"RETURNING {TASK_COLUMNS}"
+    )
+    _RETRY = (
+        f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
+        f"started_at = NULL, processed_at = NULL, run_after = 0 "
+        f"WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('failed', 'cancelled') "
+        f"RETURNING {TASK_COLUMNS}"
+    )
+
     def cancel(self, task_id: str, now: float) -> Task | None:
         """queued → cancelled; None if the task is not queued (or does not exist)."""
-        return self._write_one(
-            f"UPDATE tasks SET status = 'cancelled', processed_at = ? "
-            f"WHERE id = ? AND status = 'queued' RETURNING {TASK_COLUMNS}",
-            (now, task_id),
-        )
+        tasks = self.cancel_many([task_id], now)
+        return tasks[0] if tasks else None
+
+    def cancel_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
+        """Cancel those of *task_ids* that are queued, in one write; return them."""
+        ids = json.dumps(list(task_ids))
+        rows = self._writer.execute(lambda conn: conn.execute(self._CANCEL, (now, ids)).fetchall())
+        return [Task.from_row(r) for r in rows]
 
     def retry(self, task_id: str) -> Task | None:
         """failed or cancelled → queued with a fresh set of attempts; None otherwise."""
-        return self._write_one(
-            f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
-            f"started_at = NULL, processed_at = NULL, run_after = 0 "
-            f"WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING {TASK_COLUMNS}",
-            (task_id,),
-        )
+        tasks = self.retry_many([task_id])
+        return tasks[0] if tasks else None
+
+    def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """Queue again those of *task_ids* that are failed or cancelled, in one write."""
+        ids = json.dumps(list(task_ids))
+        rows = self._writer.execute(lambda conn: conn.execute(self._RETRY, (ids,)).fetchall())
+        return [Task.from_row(r) for r in rows]
 
     def recover_running(self, now: float) -> int:
         """Put tasks left running by a stopped process back in the queue; return how many.

@@ -646,7 +646,7 @@ def test_cancel_or_retry_unknown_task_is_404(shared: Env, verb: str) -> None:
 
 def test_cancel_or_retry_a_running_task_is_409(shared: Env) -> None:
     task_id = submit(shared.client, "uppercase")
-    assert shared.service.start(task_id) is not None  # claimed, as a worker would
+    assert shared.service.claim(task_id) is not None  # claimed, as a worker would
     for verb in ("cancel", "retry"):
         with unchanged(shared.store):
             error = expect_error(shared.client.post(f"/tasks/{task_id}/{verb}", headers=JSON),
@@ -841,7 +841,7 @@ def test_stats_and_health(
 ) -> None:
     now = [1_000.5]
     service.rates = RateHistory(clock=lambda: now[0])
-    client = api_factory(ApiConfig(workers=lambda: {"busy": 1, "total": 4}, version="9.8.7"))
+    client = api_factory(ApiConfig(worker_stats=lambda: {"busy": 1, "total": 4}, version="9.8.7"))
 
     health = client.get("/health")
     assert health.status == 200

@@ -23,7 +23,7 @@ def expected(store: TaskStore, model: TaskTableModel, n: int | None = None) -> l
 
 
 def finish(service: TaskService, task_id: str) -> Task:
-    started = service.start(task_id)
+    started = service.claim(task_id)
     assert started is not None
     done = service.execute(started)
     assert done is not None

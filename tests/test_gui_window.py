@@ -241,7 +241,7 @@ def test_status_filter_and_search_show_matching_rows_and_counts(
     beta = [service.submit("beta", {"i": i}) for i in range(3)]
     service.cancel(alpha[0].id)
     service.cancel(beta[0].id)
-    done = service.execute(service.start(alpha[1].id))  # type: ignore[arg-type]
+    done = service.execute(service.claim(alpha[1].id))  # type: ignore[arg-type]
     assert done is not None and done.status == "completed"
 
     window = make_window()
@@ -312,7 +312,7 @@ def test_retry_failed_and_cancel_queued_from_the_ui(
     qtbot: QtBot, make_window: WindowFactory, store: TaskStore,
 ) -> None:
     svc = TaskService(store, registry_with(boom=boom), max_attempts=1)
-    failed = svc.execute(svc.start(svc.submit("boom", {"n": 1}).id))  # type: ignore[arg-type]
+    failed = svc.execute(svc.claim(svc.submit("boom", {"n": 1}).id))  # type: ignore[arg-type]
     assert failed is not None and failed.status == "failed"
     queued = svc.submit("uppercase", {"text": "wait"})
     window = make_window(svc=svc)

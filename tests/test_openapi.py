@@ -218,7 +218,7 @@ def test_success_responses_match_their_schemas(
         raise ValueError("no")
 
     service.registry.register(Action("explode", boom, lambda d: None, "always fails"))
-    client = api_factory(ApiConfig(workers=lambda: {"busy": 0, "total": 2}, version="1.0"))
+    client = api_factory(ApiConfig(worker_stats=lambda: {"busy": 0, "total": 2}, version="1.0"))
 
     resp = client.post("/tasks", {"action": "uppercase", "data": {"text": "hello world"}})
     done = check(document, "/tasks", "post", resp)["id"]
@@ -237,7 +237,7 @@ def test_success_responses_match_their_schemas(
     pool.stop()
     queued = submit(client, "uppercase")
     running = submit(client, "uppercase")
-    assert service.start(running) is not None
+    assert service.claim(running) is not None
 
     statuses = set()
     for task_id in (done, summed, failing, to_cancel, queued, running):

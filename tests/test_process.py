@@ -136,6 +136,49 @@ def test_sigkill_while_running_loses_nothing_and_runs_nothing_twice(
 # -- 2. graceful stop ------------------------------------------------------------------------
 
 
+def test_second_instance_on_the_same_database_is_refused(
+    tmp_path: Path, start_taskdesk: StartTaskdesk, qtbot: Any
+) -> None:
+    # Its start-up recovery would re-queue the tasks the first one is running: they would run
+    # twice. So it must refuse before touching anything, naming the instance already there.
+    db = tmp_path / "tasks.db"
+    first = start_taskdesk(*headless(db, "--work-delay", "2"))
+    port = first.wait_listening()
+    api = first.api()
+    accepted = api.submit_uppercase(3)
+    qtbot.waitUntil(lambda: api.counts()["running"] >= 1, timeout=WAIT_MS)
+
+    second = run_taskdesk(list(headless(db, "--work-delay", "0")))
+    assert second.returncode != 0
+    assert "already in use by another Taskdesk" in second.stderr
+    assert f"http://127.0.0.1:{port}" in second.stderr and str(db) in second.stderr
+    assert "re-queued" not in second.stderr
+
+    qtbot.waitUntil(lambda: completed(api) == 3, timeout=WAIT_MS)
+    stop_gracefully(first)
+    rows = read_rows(db)
+    assert set(rows) == set(accepted)
+    assert all(r["attempts"] == 1 for r in rows.values()), "a task ran twice"
+
+
+def test_stop_does_not_wait_for_simulated_work(
+    tmp_path: Path, start_taskdesk: StartTaskdesk, qtbot: Any
+) -> None:
+    # Simulated work is interrupted by a stop: the task goes back to the queue with its
+    # attempt given back, instead of holding the exit (or being abandoned while running).
+    db = tmp_path / "tasks.db"
+    proc = start_taskdesk(*headless(db, "--work-delay", "600"))
+    proc.wait_listening()
+    api = proc.api()
+    accepted = api.submit_uppercase(1)
+    qtbot.waitUntil(lambda: api.counts()["running"] == 1, timeout=WAIT_MS)
+    stop_gracefully(proc)  # bounded by its own 30 s wait, far below the 600 s of work
+    assert "still running" not in proc.log
+    [row] = read_rows(db).values()
+    assert (row["status"], row["attempts"], row["started_at"]) == ("queued", 0, None)
+    assert set(read_rows(db)) == set(accepted)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_windowed_app_stops_gracefully_on_signal(
     tmp_path: Path, start_taskdesk: StartTaskdesk, qtbot: Any, signum: signal.Signals
@@ -253,7 +296,8 @@ def test_not_a_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path) -> None
     assert "not a database" in result.stderr
     assert "Traceback" not in result.stderr
     assert db.read_bytes() == content
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+    # No -wal or -shm: SQLite never wrote to it (the instance lock lives in its own file).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db", "notes.db.lock"]
 
 
 def make_newer_database(db: Path) -> None:

@@ -92,7 +92,7 @@ def test_execute_runs_the_tutorial_actions(service: TaskService) -> None:
     ]
     for action, data, expected in cases:
         task = service.submit(action, data)
-        claimed = service.start(task.id)
+        claimed = service.claim(task.id)
         assert claimed is not None
         done = service.execute(claimed)
         assert done is not None and (done.status, done.result) == ("completed", expected)
@@ -105,7 +105,7 @@ def test_failed_attempts_back_off_exponentially_then_succeed(store: TaskStore) -
     service.subscribe(lambda e: kinds.append(e.kind))
     task = service.submit("flaky")
 
-    first = service.start(task.id)
+    first = service.claim(task.id)
     assert first is not None
     after_first = service.execute(first)
     assert after_first is not None
@@ -116,13 +116,13 @@ def test_failed_attempts_back_off_exponentially_then_succeed(store: TaskStore) -
 
     clock.now += 2.0
     assert store.due_ids(clock.now, 10) == [task.id]
-    second = service.start(task.id)
+    second = service.claim(task.id)
     assert second is not None
     after_second = service.execute(second)
     assert after_second is not None and after_second.run_after == clock.now + 4.0  # doubled
 
     clock.now += 4.0
-    third = service.start(task.id)
+    third = service.claim(task.id)
     assert third is not None
     done = service.execute(third)
     assert done is not None
@@ -136,14 +136,14 @@ def test_max_attempts_reached_means_failed_with_the_error(store: TaskStore) -> N
     service = TaskService(store, flaky_registry(10), max_attempts=2, backoff_base=0)
     task = service.submit("flaky")
     for _ in range(2):
-        claimed = service.start(task.id)
+        claimed = service.claim(task.id)
         assert claimed is not None
         service.execute(claimed)
     failed = service.get(task.id)
     assert (failed.status, failed.attempts, failed.error) == (
         "failed", 2, "RuntimeError: flaky failure 2")
     assert failed.processed_at is not None
-    assert service.start(task.id) is None
+    assert service.claim(task.id) is None
 
 
 def test_backoff_formula_is_capped(service: TaskService) -> None:
@@ -167,7 +167,7 @@ def test_results_that_cannot_be_stored_fail_the_attempt(
     registry.register(Action("odd", lambda data: result, lambda data: None, "odd results"))
     service = TaskService(store, registry, max_attempts=1)
     task = service.submit("odd")
-    claimed = service.start(task.id)
+    claimed = service.claim(task.id)
     assert claimed is not None
     service.execute(claimed)
     stored = service.get(task.id)

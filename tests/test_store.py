@@ -148,3 +148,16 @@ def test_counts_follow_every_transition(store: TaskStore) -> None:
     store.retry(b.id)
     assert store.counts() == {"queued": 1, "running": 0, "completed": 0, "failed": 1,
                               "cancelled": 0}
+
+
+def test_cancel_and_retry_many_change_only_tasks_in_the_right_status(store: TaskStore) -> None:
+    ids = store.add_many([("x", "{}")] * 4, 3, NOW)
+    store.claim(ids[0], NOW)  # running: cannot be cancelled
+    cancelled = store.cancel_many([*ids, "no-such-id"], NOW + 1)
+    assert sorted(t.id for t in cancelled) == sorted(ids[1:])
+    assert all(t.status == "cancelled" for t in cancelled)
+    retried = store.retry_many([ids[0], ids[1], ids[2]])
+    assert sorted(t.id for t in retried) == sorted(ids[1:3])
+    assert store.counts() == {"queued": 2, "running": 1, "completed": 0, "failed": 0,
+                              "cancelled": 1}
+    assert store.cancel_many([], NOW) == [] and store.retry_many([]) == []

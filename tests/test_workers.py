@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -144,20 +145,48 @@ def test_error_outside_the_action_does_not_kill_the_worker(
     qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
     monkeypatch: Any
 ) -> None:
-    original = service.start
+    original = service.claim
     calls = {"n": 0}
 
-    def start_once_broken(task_id: str) -> Any:
+    def claim_once_broken(task_id: str) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError("disk hiccup")
         return original(task_id)
 
-    monkeypatch.setattr(service, "start", start_once_broken)
-    service.submit("x")
+    monkeypatch.setattr(service, "claim", claim_once_broken)
+    first = service.submit("x")
     second = service.submit("x")
     pool_factory(workers=1)
     qtbot.waitUntil(lambda: service.get(second.id).status == "completed", timeout=10_000)
+    # The failed claim changed nothing, so the first task was fed again and ran once.
+    qtbot.waitUntil(lambda: service.get(first.id).status == "completed", timeout=10_000)
+    assert service.get(first.id).attempts == 1
+
+
+def test_outcome_that_cannot_be_stored_is_released_and_run_again(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    monkeypatch: Any
+) -> None:
+    original = store.complete
+    calls = {"n": 0}
+
+    def complete_once_broken(task_id: str, result_json: str, now: float) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(task_id, result_json, now)
+
+    monkeypatch.setattr(store, "complete", complete_once_broken)
+    kinds: list[str] = []
+    service.subscribe(lambda e: kinds.append(e.kind))
+    task = service.submit("uppercase", {"text": "again"})
+    pool_factory(workers=1)
+    qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=10_000)
+    done = service.get(task.id)
+    # Not stuck `running`: released (attempt given back), then run and stored once.
+    assert (done.attempts, done.result) == (1, {"output": "AGAIN"})
+    assert kinds == ["submitted", "started", "released", "started", "completed"]
 
 
 def test_stop_lets_running_finish_and_leaves_the_rest_queued(
