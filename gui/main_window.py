@@ -235,9 +235,7 @@ class MainWindow(QMainWindow):
         self._on_selection()
 
     def _refresh_counts(self) -> None:
-        search = self.model.search
-        counts = self.service.count_by_status(search) if search else self.service.counts()
-        self.filter_bar.set_counts(counts)
+        self.filter_bar.set_counts(self.service.count_by_status(self.model.search))
         self._update_placeholder()
 
     def _refresh_status_bar(self) -> None:

@@ -97,11 +97,19 @@ def _alignment(column: Column) -> Qt.AlignmentFlag:
 
 
 def matches_search(task: Task, search: str) -> bool:
-    """The store's search in Python: id prefix or part of the action, ignoring case."""
+    """The store's search in Python: id prefix or part of the action, ignoring the case of
+    ASCII letters only, as SQLite's LIKE does (so loaded rows and queried rows agree)."""
     if not search:
         return True
-    needle = search.lower()
-    return task.id.lower().startswith(needle) or needle in task.action.lower()
+    needle = _ascii_lower(search)
+    return _ascii_lower(task.id).startswith(needle) or needle in _ascii_lower(task.action)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
 
 
 class TaskTableModel(QAbstractTableModel):

@@ -22,7 +22,6 @@ import bottle
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
 from service.openapi import openapi_document
 from service.task_service import TaskService, dumps
-from storage import STATUSES
 
 log = logging.getLogger("taskdesk.api")
 
@@ -178,12 +177,13 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
     @app.get("/tasks")
     def list_tasks() -> NoReturn:
         status = _query_text("status")
-        if status is not None and status not in STATUSES:
-            json_error(400, f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
         action = _query_text("action")
         limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_param("offset", 0, 0, MAX_OFFSET)
-        tasks, total = service.list_tasks(status, action, limit, offset)
+        try:
+            tasks, total = service.list_tasks(status, action, limit, offset)
+        except ValidationError as exc:  # an unknown status
+            json_error(400, str(exc))
         json_response(
             200, {"tasks": [t.to_dict() for t in tasks], "count": len(tasks), "total": total}
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -25,14 +26,14 @@ TASK_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Task:
     seq: int  # insertion order; a stable cursor for paging (not part of the API)
     id: str
     action: str
-    data: Any
+    data_json: str
     status: str
-    result: Any
+    result_json: str | None
     error: str | None
     attempts: int
     max_attempts: int
@@ -49,9 +50,9 @@ class Task:
             seq=seq,
             id=id_,
             action=action,
-            data=_loads(data),
+            data_json=data,
             status=status,
-            result=_loads(result),
+            result_json=result,
             error=error,
             attempts=attempts,
             max_attempts=max_attempts,
@@ -60,6 +61,15 @@ class Task:
             processed_at=processed_at,
             run_after=run_after or 0.0,
         )
+
+    # Decoded on first use: a table showing thousands of rows never needs most of them.
+    @cached_property
+    def data(self) -> Any:
+        return _loads(self.data_json)
+
+    @cached_property
+    def result(self) -> Any:
+        return _loads(self.result_json)
 
     @property
     def duration(self) -> float | None:

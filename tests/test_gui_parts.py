@@ -30,7 +30,9 @@ def make_task(**fields: Any) -> Task:
         processed_at=None, run_after=0.0,
     )
     base.update(fields)
-    return Task(**base)
+    data, result = base.pop("data"), base.pop("result")
+    return Task(data_json=json.dumps(data),
+                result_json=None if result is None else json.dumps(result), **base)
 
 
 def test_parse_numbers() -> None:
