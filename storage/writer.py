@@ -1,12 +1,14 @@
-"""WriteBatcher: one thread owns the write connection and commits waiting writes together.
+"""WriteBatcher: group commit — writes that arrive together are committed together.
 
 SQLite allows one writer at a time. When several threads write through their own connections
 they queue on the database lock, and SQLite's busy handler makes them sleep and retry, which
 gives long latency tails under load; with ``synchronous=FULL`` each commit also pays its own
-fsync. Here every write is handed to a single thread that takes *all* writes waiting at that
-moment, runs them in one transaction (each in its own savepoint, so one failing write does not
-undo the others) and commits once: one fsync for the whole batch (group commit). Callers
-block until the commit that holds their write is durable, so "returned" still means "on disk".
+fsync. Here all writes share one connection, and the first thread to arrive while no commit is
+in progress becomes the *leader*: it takes every write waiting at that moment, runs them in one
+transaction (each in its own savepoint, so one failing write does not undo the others) and
+commits once — one fsync for the whole batch. Threads arriving meanwhile wait; when the leader
+is done, one of them leads the next batch. A write alone costs no thread switch at all, and a
+caller returns only once the commit holding its write is durable.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class _Pending(Generic[T]):
 
     def __init__(self, write: Write[T]) -> None:
         self.write = write
-        self.done = threading.Event()
+        self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -42,72 +44,52 @@ class WriteBatcher:
         self.synchronous: Synchronous = synchronous
         self._cond = threading.Condition()
         self._pending: list[_Pending[object]] = []
-        self._closing = False
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._start_error: BaseException | None = None
-
-    def _ensure_started(self) -> None:
-        if self._thread is None:
-            with self._cond:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="taskdesk-writer", daemon=True
-                    )
-                    self._thread.start()
-        self._started.wait()
-        if self._start_error is not None:
-            raise self._start_error
+        self._leading = False  # a thread is committing a batch
+        self._closed = False
+        self._conn: sqlite3.Connection | None = None
 
     def execute(self, write: Write[T]) -> T:
         """Run *write(conn)* inside the next group commit and return its result once committed.
 
         Raises what *write* raised, or the sqlite3 error that stopped the commit.
         """
-        self._ensure_started()
-        pending: _Pending[T] = _Pending(write)
+        item: _Pending[T] = _Pending(write)
         with self._cond:
-            if self._closing:
+            if self._closed:
                 raise sqlite3.ProgrammingError("task store is closed")
-            self._pending.append(pending)  # type: ignore[arg-type]
-            self._cond.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.result  # type: ignore[return-value]
+            self._pending.append(item)  # type: ignore[arg-type]
+            while self._leading and not item.done:
+                self._cond.wait()
+            lead = not item.done
+            if lead:
+                self._leading = True
+                batch, self._pending = self._pending, []
+        if lead:
+            try:
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()  # the done return, one of the rest leads next
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[return-value]
 
     def close(self) -> None:
-        """Commit what is waiting, then stop the thread and close the connection."""
+        """Refuse new writes, wait for the batch in progress, close the connection."""
         with self._cond:
-            self._closing = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
+            self._closed = True
+            while self._leading or self._pending:
+                self._cond.wait()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
-    def _run(self) -> None:
+    def _commit(self, batch: list[_Pending[object]]) -> None:
         try:
-            conn = open_connection(self.path, self.synchronous)
-        except BaseException as exc:
-            self._start_error = exc
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            while True:
-                with self._cond:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
-                    batch, self._pending = self._pending, []
-                if batch:
-                    self._commit(conn, batch)
-                elif self._closing:
-                    return
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, batch: list[_Pending[object]]) -> None:
-        try:
+            if self._conn is None:
+                self._conn = open_connection(self.path, self.synchronous)
+            conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
                 conn.execute("SAVEPOINT write")
@@ -123,9 +105,9 @@ class WriteBatcher:
                 conn.execute("RELEASE write")
             conn.execute("COMMIT")
         except Exception as exc:
-            if conn.in_transaction:
+            if self._conn is not None and self._conn.in_transaction:
                 try:
-                    conn.execute("ROLLBACK")
+                    self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback failed")
             for item in batch:
@@ -134,4 +116,4 @@ class WriteBatcher:
                     item.error = exc
         finally:
             for item in batch:
-                item.done.set()
+                item.done = True
