@@ -34,8 +34,9 @@ MAX_BACKOFF_SECONDS = 300.0
 
 @dataclass(frozen=True, slots=True)
 class TaskEvent:
-    """What happened to a task: submitted, started, completed, requeued, failed, cancelled,
-    retried. ``task`` is the task as stored right after the change."""
+    """What happened to a task: submitted, submitted_many (a batch; ``task`` is its newest),
+    started, completed, requeued, released, failed, cancelled, retried. ``task`` is the task
+    as stored right after the change."""
 
     kind: str
     task: Task
@@ -135,7 +136,7 @@ class TaskService:
         # One event for the batch, carrying the newest task: subscribers re-read what they show.
         newest = self.store.get(ids[-1])
         if newest is not None:
-            self._emit("submitted", newest)
+            self._emit("submitted_many", newest)
         return ids
 
     # -- reads ----------------------------------------------------------------------------------

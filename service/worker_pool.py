@@ -52,6 +52,7 @@ class WorkerPool:
         self._ids: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._inflight: set[str] = set()  # fed and not finished (in the queue or running)
+        self._backlog_clear = False  # the feeder's last look found nothing more to feed
         self._waiting = 0  # ids in the queue not yet taken by a worker
         self._busy = 0
         self._wake = threading.Event()
@@ -116,8 +117,29 @@ class WorkerPool:
     # -- feeder ---------------------------------------------------------------------------------
 
     def _on_event(self, event: TaskEvent) -> None:
-        if event.kind in ("submitted", "retried", "requeued", "released"):
+        if event.kind == "submitted" and self._feed_directly(event.task):
+            return
+        if event.kind in ("submitted", "submitted_many", "retried", "requeued", "released"):
+            with self._lock:
+                self._backlog_clear = False
             self._wake.set()
+
+    def _feed_directly(self, task: Task) -> bool:
+        """Hand a new task straight to the workers if nothing older is waiting for them.
+
+        True when the feeder's last look found no due task it could not feed: then the new
+        task is the next in line, and a query per submission (on the submitting thread's
+        critical path for the GIL) is saved.
+        """
+        with self._lock:
+            if task.id in self._inflight:
+                return True  # the feeder found it first
+            if not self._backlog_clear or self._waiting >= self.prefetch or task.run_after:
+                return False
+            self._inflight.add(task.id)
+            self._waiting += 1
+            self._ids.put(task.id)
+            return True
 
     def _feed_loop(self) -> None:
         while not self._stopping.is_set():
@@ -134,17 +156,24 @@ class WorkerPool:
         with self._lock:
             free = self.prefetch - self._waiting
             skip = set(self._inflight)
-        if free <= 0:
-            return IDLE_POLL_SECONDS  # a worker taking an id wakes us
+            if free <= 0:
+                self._backlog_clear = False
+                return IDLE_POLL_SECONDS  # a worker taking an id wakes us
         now = self.service.clock()
-        due = self.service.store.due_ids(now, free + len(skip))
-        fresh = [task_id for task_id in due if task_id not in skip][:free]
+        limit = free + len(skip)
+        due = self.service.store.due_ids(now, limit)
+        fresh = [task_id for task_id in due if task_id not in skip]
         with self._lock:
-            for task_id in fresh:
-                self._inflight.add(task_id)
-                self._waiting += 1
-                self._ids.put(task_id)
-        if len(fresh) == free:
+            # Submissions may have been fed directly meanwhile: never exceed prefetch.
+            room = self.prefetch - self._waiting
+            for task_id in fresh[:room]:
+                if task_id not in self._inflight:
+                    self._inflight.add(task_id)
+                    self._waiting += 1
+                    self._ids.put(task_id)
+            # Everything due was seen and fed: new submissions can skip the feeder.
+            self._backlog_clear = len(due) < limit and len(fresh) <= room
+        if len(fresh) >= free:
             return IDLE_POLL_SECONDS
         next_due = self.service.store.next_run_after()
         if next_due is not None and next_due > now:
@@ -161,14 +190,19 @@ class WorkerPool:
             with self._lock:
                 self._waiting -= 1
                 self._busy += 1
-            self._wake.set()  # room in the queue
+                refill = not self._backlog_clear
+            if refill:
+                self._wake.set()  # room in the queue for tasks the feeder has not fed yet
             try:
                 self._run_one(task_id)
             finally:
                 with self._lock:
                     self._busy -= 1
                     self._inflight.discard(task_id)
-                self._wake.set()
+                    # A task requeued at once was skipped while in flight: look again.
+                    refill = not self._backlog_clear
+                if refill:
+                    self._wake.set()
 
     def _run_one(self, task_id: str) -> None:
         if self._stopping.is_set():
