@@ -61,6 +61,7 @@ class Engine:
             token=s.token,
             allowed_hosts=LOOPBACK_NAMES | {s.host} if s.loopback else None,
             worker_stats=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
+            problems=self.problems,
             version=VERSION,
         )
         api = ApiServer(create_app(self.service, config), s.host, s.port)
@@ -71,6 +72,12 @@ class Engine:
             raise
         self.api = api
         self.lock.describe(api.url)
+
+    def problems(self) -> list[str]:
+        found = self.pool.problems()
+        if self.store.problem:
+            found.append(self.store.problem)
+        return found
 
     def start_workers(self) -> None:
         self.pool.start()

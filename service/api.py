@@ -22,6 +22,7 @@ import bottle
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
 from service.openapi import openapi_document
 from service.task_service import TaskService, dumps
+from storage import StorageUnavailableError
 
 log = logging.getLogger("taskdesk.api")
 
@@ -43,6 +44,8 @@ class ApiConfig:
     allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES
     # Extra fields for GET /health and GET /stats, supplied by whoever runs the workers.
     worker_stats: Callable[[], dict[str, int]] = field(default=lambda: {"busy": 0, "total": 0})
+    # What is wrong right now (a crashed worker, an unwritable database); empty when all is well.
+    problems: Callable[[], list[str]] = field(default=list)
     version: str = "0"
 
 
@@ -131,6 +134,13 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
     def error_page(err: bottle.HTTPError) -> str:
         # bottle's own errors (404, 405, 500, its 413/400 from body parsing) as JSON.
         bottle.response.content_type = "application/json"
+        if isinstance(err.exception, StorageUnavailableError):
+            # Disk full, database locked too long, read-only file: nothing was changed, and
+            # the same request can succeed later.
+            log.warning("%s %s: %s", bottle.request.method, bottle.request.path, err.exception)
+            bottle.response.status = 503
+            bottle.response.set_header("Retry-After", "5")
+            return dumps({"error": str(err.exception)})
         if err.status_code >= 500:
             log.error("internal error on %s %s: %s", bottle.request.method,
                       bottle.request.path, err.exception)
@@ -227,7 +237,13 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
 
     @app.get("/health")
     def health() -> NoReturn:
-        json_response(200, {"status": "ok", "version": cfg.version, "workers": cfg.worker_stats()})
+        problems = cfg.problems()
+        json_response(200, {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "version": cfg.version,
+            "workers": cfg.worker_stats(),
+        })
 
     @app.get("/openapi.json")
     def openapi() -> NoReturn:

@@ -272,9 +272,15 @@ def openapi_document(version: str) -> dict[str, Any]:
                 },
                 "Health": {
                     "type": "object",
-                    "required": ["status", "version", "workers"],
+                    "required": ["status", "problems", "version", "workers"],
                     "properties": {
-                        "status": {"type": "string"},
+                        "status": {"type": "string", "enum": ["ok", "degraded"]},
+                        "problems": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "What is wrong right now (empty when ok): a worker "
+                            "that crashed and was replaced, a database that cannot be written.",
+                        },
                         "version": {"type": "string"},
                         "workers": {"$ref": "#/components/schemas/Workers"},
                     },

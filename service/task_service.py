@@ -246,7 +246,7 @@ class TaskService:
         """Run a claimed task's action and store the outcome; returns the stored task."""
         try:
             result = self.registry.get(task.action).handler(task.data)
-        except Exception as exc:  # any failure of an action is a failed attempt
+        except BaseException as exc:  # even sys.exit() in an action: a failure, not a dead worker
             return self._attempt_failed(task, exc, retry=True)
         try:
             result_json = dumps(result)
@@ -279,6 +279,14 @@ class TaskService:
             log.info("task released id=%s action=%s", task.id, task.action)
             self._emit("released", released)
         return released
+
+    def shift_retries(self, seconds: float) -> None:
+        """Move pending retry times by *seconds* (negative: earlier), after the wall clock was
+        set back, so that retries are not held for as long as the clock went back."""
+        n = self.store.shift_retry_times(seconds, self.clock())
+        if n:
+            log.warning("the clock was set back %.0f s; %d pending retr%s moved with it",
+                        -seconds, n, "y" if n == 1 else "ies")
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before attempt number ``attempts + 1``: base · 2^(attempts-1)."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QRunnable, QThreadPool
 
@@ -28,6 +30,8 @@ log = logging.getLogger("taskdesk.workers")
 # Longest the feeder sleeps without being woken: a safety net, should a wake-up ever be
 # missed, that costs one indexed query every two seconds when idle.
 IDLE_POLL_SECONDS = 2.0
+# How long a worker crash keeps /health "degraded".
+RECENT_SECONDS = 60.0
 
 
 class _Runner(QRunnable):
@@ -36,12 +40,24 @@ class _Runner(QRunnable):
         self._pool = pool
 
     def run(self) -> None:
-        self._pool._work_loop()
+        try:
+            self._pool._work_loop()
+        except BaseException:
+            # A bug outside any action (those are caught in execute) ended this worker:
+            # hand its task back and put a new worker in its place.
+            log.exception("a worker died")
+            self._pool._worker_died()
 
 
 class WorkerPool:
     def __init__(
-        self, service: TaskService, workers: int = 2, prefetch: int = 5, work_delay: float = 0.1
+        self,
+        service: TaskService,
+        workers: int = 2,
+        prefetch: int = 5,
+        work_delay: float = 0.1,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1 or prefetch < 1 or work_delay < 0:
             raise ValueError("workers and prefetch must be ≥ 1 and work_delay ≥ 0")
@@ -55,6 +71,12 @@ class WorkerPool:
         self._backlog_clear = False  # the feeder's last look found nothing more to feed
         self._waiting = 0  # ids in the queue not yet taken by a worker
         self._busy = 0
+        self._current: dict[int, Task] = {}  # worker thread → the task it has claimed
+        # Claimed tasks whose hand-back to the queue failed (database unavailable); the feeder
+        # retries, so they run again once the database is back instead of staying `running`.
+        self._stranded: dict[str, tuple[Task, Exception | None]] = {}
+        self._worker_deaths: list[float] = []  # monotonic times
+        self._monotonic = monotonic
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._feeder: threading.Thread | None = None
@@ -142,9 +164,14 @@ class WorkerPool:
             return True
 
     def _feed_loop(self) -> None:
+        clock = _ClockWatch(self.service.clock, self._monotonic)
         while not self._stopping.is_set():
             self._wake.clear()
             try:
+                backwards = clock.jumped_back()
+                if backwards:
+                    self.service.shift_retries(-backwards)
+                self._hand_back_stranded()
                 timeout = self._feed_once()
             except Exception:
                 log.exception("feeder could not read the queue; trying again")
@@ -214,20 +241,84 @@ class WorkerPool:
             return
         if task is None:
             return  # cancelled or claimed elsewhere since it was fed
+        me = threading.get_ident()
+        with self._lock:
+            self._current[me] = task
         # Interruptible, so that stopping does not wait for simulated work.
         if self.work_delay and self._stopping.wait(self.work_delay):
             self._give_back(task, None)
-            return
-        try:
-            self.service.execute(task)
-        except Exception as exc:
-            # Not the action (its failures are handled in execute) but storing its outcome,
-            # e.g. the disk is full: queue the task again rather than leave it running.
-            log.exception("cannot store the outcome of task id=%s", task.id)
-            self._give_back(task, exc)
+        else:
+            try:
+                self.service.execute(task)
+            except Exception as exc:
+                # Not the action (its failures are handled in execute) but storing its
+                # outcome, e.g. the disk is full: queue the task again, not leave it running.
+                log.warning("cannot store the outcome of task id=%s: %s", task.id, exc)
+                self._give_back(task, exc)
+        with self._lock:
+            del self._current[me]
 
     def _give_back(self, task: Task, error: Exception | None) -> None:
         try:
             self.service.release(task, error)
-        except Exception:
-            log.exception("task id=%s stays running until the next start re-queues it", task.id)
+        except Exception as exc:
+            log.warning("cannot hand task id=%s back to the queue yet (%s); will retry",
+                        task.id, exc)
+            with self._lock:
+                self._stranded[task.id] = (task, error)
+
+    def _hand_back_stranded(self) -> None:
+        with self._lock:
+            stranded = list(self._stranded.values())
+        for task, error in stranded:
+            self.service.release(task, error)  # raises while the database is still unavailable
+            with self._lock:
+                del self._stranded[task.id]
+
+    def _worker_died(self) -> None:
+        with self._lock:
+            task = self._current.pop(threading.get_ident(), None)
+            self._worker_deaths.append(self._monotonic())
+        if task is not None:
+            self._give_back(task, None)
+        if not self._stopping.is_set():
+            self._pool.start(_Runner(self))
+            log.warning("started a replacement worker")
+
+    def problems(self) -> list[str]:
+        """What is wrong right now, in words, for /health and the window (empty: all well)."""
+        now = self._monotonic()
+        with self._lock:
+            recent = [t for t in self._worker_deaths if now - t < RECENT_SECONDS]
+            self._worker_deaths = recent
+            stranded = len(self._stranded)
+        found = []
+        if recent:
+            found.append(f"{len(recent)} worker(s) crashed and were replaced in the last "
+                         f"{RECENT_SECONDS:.0f} s")
+        if stranded:
+            found.append(f"{stranded} task(s) could not be handed back to the queue yet")
+        return found
+
+
+class _ClockWatch:
+    """Notices the wall clock being set back, by comparing it with a monotonic clock.
+
+    Retry times are stored as wall-clock times (they must survive a restart); if the clock is
+    set back an hour, every pending retry would wait an extra hour unless shifted back too.
+    A clock set forward only makes pending retries come a little early.
+    """
+
+    TOLERANCE = 1.0  # seconds of disagreement that are noise, not a jump
+
+    def __init__(self, wall: Callable[[], float], monotonic: Callable[[], float]) -> None:
+        self._wall, self._monotonic = wall, monotonic
+        self._last = (wall(), monotonic())
+
+    def jumped_back(self) -> float:
+        """Seconds the wall clock went back since the last call (0 if it did not)."""
+        wall, mono = self._wall(), self._monotonic()
+        expected = self._last[0] + (mono - self._last[1])
+        self._last = (wall, mono)
+        drift = expected - wall
+        return drift if drift > self.TOLERANCE else 0.0

@@ -3,7 +3,12 @@
 Nothing here knows about Qt or HTTP; every SQL statement of the product lives in this package.
 """
 
-from storage.connection import DatabaseError, SchemaTooNewError, open_connection
+from storage.connection import (
+    DatabaseError,
+    SchemaTooNewError,
+    StorageUnavailableError,
+    open_connection,
+)
 from storage.migrations import LATEST_VERSION, MigrationError, migrate
 from storage.models import STATUSES, Task, TaskStatus
 from storage.task_store import TaskStore
@@ -14,6 +19,7 @@ __all__ = [
     "DatabaseError",
     "MigrationError",
     "SchemaTooNewError",
+    "StorageUnavailableError",
     "Task",
     "TaskStatus",
     "TaskStore",

@@ -16,6 +16,12 @@ class DatabaseError(Exception):
     """The database file cannot be opened or used; the message names the file and the cause."""
 
 
+class StorageUnavailableError(DatabaseError):
+    """The database cannot be read or written right now: the disk is full, another program
+    holds a lock longer than the busy timeout, the file became read-only, an I/O error.
+    Nothing was changed; the same request can succeed later."""
+
+
 class SchemaTooNewError(DatabaseError):
     """The database was written by a newer Taskdesk than this one."""
 

@@ -14,12 +14,15 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
-from storage.connection import Synchronous, open_connection
+from storage.connection import StorageUnavailableError, Synchronous, open_connection
 from storage.models import STATUSES, TASK_COLUMNS, Task, TaskStatus
 from storage.writer import WriteBatcher
+
+T = TypeVar("T")
 
 
 class TaskStore:
@@ -31,6 +34,8 @@ class TaskStore:
         self._lock = threading.Lock()
         self._closed = False
         self._writer = WriteBatcher(path, synchronous)
+        # Why the database could not be used, until a write succeeds again (for /health).
+        self.problem: str | None = None
 
     # -- connections -------------------------------------------------------------------------
 
@@ -54,13 +59,29 @@ class TaskStore:
         for conn in conns:
             conn.close()
 
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            self.problem = f"cannot read database {self.path}: {exc}"
+            raise StorageUnavailableError(self.problem) from exc
+
+    def _write(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            result = self._writer.execute(write)
+        except StorageUnavailableError as exc:
+            self.problem = str(exc)
+            raise
+        self.problem = None
+        return result
+
     def _one(self, sql: str, params: Sequence[object] = ()) -> Task | None:
-        rows = self._conn().execute(sql, params).fetchall()
+        rows = self._read(sql, params)
         return Task.from_row(rows[0]) if rows else None
 
     def _write_one(self, sql: str, params: Sequence[object] = ()) -> Task | None:
         """Run one ``... RETURNING`` statement in the next group commit."""
-        rows = self._writer.execute(lambda conn: conn.execute(sql, params).fetchall())
+        rows = self._write(lambda conn: conn.execute(sql, params).fetchall())
         return Task.from_row(rows[0]) if rows else None
 
     # -- writes ------------------------------------------------------------------------------
@@ -80,7 +101,7 @@ class TaskStore:
     ) -> list[str]:
         """Store several (action, data_json) tasks in one transaction; return their ids."""
         rows = [(str(uuid.uuid4()), action, data, max_attempts, now) for action, data in items]
-        self._writer.execute(lambda conn: conn.executemany(
+        self._write(lambda conn: conn.executemany(
             "INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
             "VALUES (?, ?, ?, 'queued', ?, ?)",
             rows,
@@ -148,7 +169,7 @@ class TaskStore:
     def cancel_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
         """Cancel those of *task_ids* that are queued, in one write; return them."""
         ids = json.dumps(list(task_ids))
-        rows = self._writer.execute(lambda conn: conn.execute(self._CANCEL, (now, ids)).fetchall())
+        rows = self._write(lambda conn: conn.execute(self._CANCEL, (now, ids)).fetchall())
         return [Task.from_row(r) for r in rows]
 
     def retry(self, task_id: str) -> Task | None:
@@ -159,8 +180,15 @@ class TaskStore:
     def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
         """Queue again those of *task_ids* that are failed or cancelled, in one write."""
         ids = json.dumps(list(task_ids))
-        rows = self._writer.execute(lambda conn: conn.execute(self._RETRY, (ids,)).fetchall())
+        rows = self._write(lambda conn: conn.execute(self._RETRY, (ids,)).fetchall())
         return [Task.from_row(r) for r in rows]
+
+    def shift_retry_times(self, seconds: float, after: float) -> int:
+        """Move the retry time of queued tasks due after *after* by *seconds*."""
+        return self._write(lambda conn: conn.execute(
+            "UPDATE tasks SET run_after = run_after + ? WHERE status = 'queued' AND run_after > ?",
+            (seconds, after),
+        ).rowcount)
 
     def recover_running(self, now: float) -> int:
         """Put tasks left running by a stopped process back in the queue; return how many.
@@ -176,7 +204,7 @@ class TaskStore:
             "run_after = 0 "
             "WHERE status = 'running'"
         )
-        return self._writer.execute(lambda conn: conn.execute(sql, (now,)).rowcount)
+        return self._write(lambda conn: conn.execute(sql, (now,)).rowcount)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -197,10 +225,10 @@ class TaskStore:
         (a prefix of the id, or part of the action). ``before_seq`` pages by cursor: only
         tasks older than that one, which stays fast however deep the page is."""
         where, params = _filters(status, action, search, before_seq)
-        rows = self._conn().execute(
+        rows = self._read(
             f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
-        ).fetchall()
+        )
         return [Task.from_row(r) for r in rows]
 
     def count(
@@ -210,7 +238,7 @@ class TaskStore:
             counts = self.counts()
             return counts[status] if status is not None else sum(counts.values())
         where, params = _filters(status, action, search)
-        return int(self._conn().execute(f"SELECT count(*) FROM tasks{where}", params).fetchone()[0])
+        return int(self._read(f"SELECT count(*) FROM tasks{where}", params)[0][0])
 
     def count_by_status(self, *, search: str | None = None) -> dict[str, int]:
         """Tasks in each status matching *search* (all tasks when it is empty)."""
@@ -218,33 +246,32 @@ class TaskStore:
             return self.counts()
         where, params = _filters(None, None, search)
         counts = dict.fromkeys(STATUSES, 0)
-        counts.update(self._conn().execute(
-            f"SELECT status, count(*) FROM tasks{where} GROUP BY status", params
-        ).fetchall())
+        sql = f"SELECT status, count(*) FROM tasks{where} GROUP BY status"
+        counts.update(self._read(sql, params))
         return counts
 
     def counts(self) -> dict[str, int]:
         """Number of tasks in each status (kept by triggers, so this is cheap)."""
         counts = dict.fromkeys(STATUSES, 0)
-        counts.update(self._conn().execute("SELECT status, n FROM task_counts").fetchall())
+        counts.update(self._read("SELECT status, n FROM task_counts"))
         return counts
 
     def due_ids(self, now: float, limit: int) -> list[str]:
         """Ids of queued tasks whose retry time has come, oldest first."""
-        rows = self._conn().execute(
+        rows = self._read(
             "SELECT id FROM tasks INDEXED BY tasks_by_status "
             "WHERE status = 'queued' AND run_after <= ? ORDER BY seq LIMIT ?",
             (now, limit),
-        ).fetchall()
+        )
         return [r[0] for r in rows]
 
     def next_run_after(self) -> float | None:
         """The earliest retry time among queued tasks (0 when some are due already)."""
-        row = self._conn().execute(
+        [(earliest,)] = self._read(
             "SELECT min(run_after) FROM tasks INDEXED BY tasks_queued_run_after "
             "WHERE status = 'queued'"
-        ).fetchone()
-        return None if row[0] is None else float(row[0])
+        )
+        return None if earliest is None else float(earliest)
 
 
 def _filters(

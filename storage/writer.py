@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from storage.connection import Synchronous, open_connection
+from storage.connection import StorageUnavailableError, Synchronous, open_connection
 
 log = logging.getLogger("taskdesk.storage")
 
@@ -51,7 +51,8 @@ class WriteBatcher:
     def execute(self, write: Write[T]) -> T:
         """Run *write(conn)* inside the next group commit and return its result once committed.
 
-        Raises what *write* raised, or the sqlite3 error that stopped the commit.
+        Raises what *write* raised, or StorageUnavailableError when the database could not be
+        written (disk full, locked, read-only, I/O error).
         """
         item: _Pending[T] = _Pending(write)
         with self._cond:
@@ -71,6 +72,10 @@ class WriteBatcher:
                 with self._cond:
                     self._leading = False
                     self._cond.notify_all()  # the done return, one of the rest leads next
+        if isinstance(item.error, sqlite3.OperationalError):
+            raise StorageUnavailableError(
+                f"cannot write to database {self.path}: {item.error}"
+            ) from item.error
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]

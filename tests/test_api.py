@@ -845,7 +845,7 @@ def test_stats_and_health(
 
     health = client.get("/health")
     assert health.status == 200
-    assert health.json() == {"status": "ok", "version": "9.8.7",
+    assert health.json() == {"status": "ok", "problems": [], "version": "9.8.7",
                              "workers": {"busy": 1, "total": 4}}
 
     empty = client.get("/stats").json()

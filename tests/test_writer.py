@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from storage import StorageUnavailableError
 from storage.writer import WriteBatcher
 
 
@@ -83,7 +84,7 @@ def test_commit_failure_fails_every_write_in_the_batch(batcher) -> None:
     # SQLITE_FULL, as on a full disk.
     b.execute(lambda c: c.execute(
         "PRAGMA max_page_count = " + str(c.execute("PRAGMA page_count").fetchone()[0])))
-    with pytest.raises(sqlite3.OperationalError, match="full"):
+    with pytest.raises(StorageUnavailableError, match="full"):
         b.execute(lambda c: c.execute("INSERT INTO t VALUES (2, ?)", ("x" * 100_000,)))
     assert _rows(path) == [(1, "a")]
     # The writer keeps going once there is room again.
