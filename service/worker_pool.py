@@ -202,8 +202,8 @@ class WorkerPool:
             self._backlog_clear = len(due) < limit and len(fresh) <= room
         if len(fresh) >= free:
             return IDLE_POLL_SECONDS
-        next_due = self.service.store.next_run_after()
-        if next_due is not None and next_due > now:
+        next_due = self.service.store.next_run_after(now)
+        if next_due is not None:
             return min(IDLE_POLL_SECONDS, next_due - now)
         return IDLE_POLL_SECONDS
 

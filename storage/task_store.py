@@ -265,11 +265,12 @@ class TaskStore:
         )
         return [r[0] for r in rows]
 
-    def next_run_after(self) -> float | None:
-        """The earliest retry time among queued tasks (0 when some are due already)."""
+    def next_run_after(self, now: float) -> float | None:
+        """The earliest retry time after *now* among queued tasks (None: no retry pending)."""
         [(earliest,)] = self._read(
             "SELECT min(run_after) FROM tasks INDEXED BY tasks_queued_run_after "
-            "WHERE status = 'queued'"
+            "WHERE status = 'queued' AND run_after > ?",
+            (now,),
         )
         return None if earliest is None else float(earliest)
 

@@ -44,7 +44,8 @@ def test_requeue_then_fail(store: TaskStore) -> None:
         "queued", "boom", NOW + 5)
     assert store.due_ids(NOW + 4, 10) == []
     assert store.due_ids(NOW + 5, 10) == [task.id]
-    assert store.next_run_after() == NOW + 5
+    assert store.next_run_after(NOW) == NOW + 5
+    assert store.next_run_after(NOW + 5) is None  # due already: not a pending retry
     store.claim(task.id, NOW + 5)
     failed = store.fail(task.id, "boom again", NOW + 6)
     assert failed is not None and (failed.status, failed.error, failed.attempts) == (
