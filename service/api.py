@@ -30,6 +30,11 @@ MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
+# Arrays and objects nested in a request body. Python's parser takes nearly 1,000 levels, but a
+# task stored that deep cannot be read back: every later loads/dumps of it (a listing wraps it
+# three levels deeper, the window pretty-prints it in Python) runs out of stack, a 500 on every
+# GET that includes it. 100 is what Ruby's parser allows by default; no real input comes near.
+MAX_JSON_DEPTH = 100
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # bottle keeps the body in memory up to this size and refuses (413) larger JSON bodies.
@@ -94,16 +99,71 @@ def _decode_json(raw: bytes) -> Any:
     if not raw.strip():
         json_error(400, "invalid JSON", detail="the request body is empty")
     try:
-        return json.loads(raw, parse_constant=reject_constant)
+        value = json.loads(raw, parse_constant=reject_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         json_error(400, "invalid JSON", detail="nested too deeply")
     except (ValueError, UnicodeDecodeError) as exc:
         json_error(400, "invalid JSON", detail=str(exc))
+    _check_decoded(raw, value)
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with a name given twice is refused, not read as its last value: which one
+    wins differs between parsers, so a body could mean one thing to a proxy or a log and
+    another here (RFC 7493, I-JSON, forbids it; it forbids lone surrogates too, see below)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate name {key!r} in an object")
+            seen.add(key)
+    return obj
+
+
+# Where a lone surrogate can come from: a \ud800-\udfff escape, or its UTF-8-like encoding
+# (json.loads decodes bytes with surrogatepass). Pairs match too; the walk tells them apart.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_decoded(raw: bytes, value: Any) -> None:
+    """Refuse JSON that Python parses but Taskdesk could not store and give back: a string
+    holding a lone surrogate (not Unicode text: encoding it as UTF-8, for SQLite or for the
+    answer, fails, a 500 even when only an unknown field's name carries it) and nesting deeper
+    than MAX_JSON_DEPTH. Bodies that cannot hold either, almost all, are not walked."""
+    deep = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+    if not deep and _MAYBE_SURROGATE.search(raw) is None:
+        return
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                json_error(400, "invalid JSON", detail="a string holds a lone surrogate "
+                           "(\\ud800-\\udfff without its pair), which is not Unicode text")
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                json_error(400, "invalid JSON",
+                           detail=f"nested deeper than {MAX_JSON_DEPTH} arrays and objects")
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
+def _query_value(name: str) -> str | None:
+    """A query parameter as bottle gives it. One given twice is refused: frameworks differ in
+    which one they use (bottle takes the last), so a filter could silently not be the one the
+    client, or a proxy that checked the first, meant."""
+    values: list[str] = bottle.request.query.getall(name)
+    if len(values) > 1:
+        json_error(400, f"{name} given more than once")
+    return values[0] if values else None
 
 
 def _query_text(name: str) -> str | None:
     """A query parameter as text; bottle hands them over decoded as latin-1."""
-    raw = bottle.request.query.get(name)
+    raw = _query_value(name)
     if raw is None or raw == "":
         return None
     try:
@@ -112,14 +172,19 @@ def _query_text(name: str) -> str | None:
         json_error(400, f"{name} must be UTF-8 text")
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _int_param(name: str, default: int, low: int, high: int) -> int:
-    raw = bottle.request.query.get(name)
+    raw = _query_value(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    # Decimal digits only: int() would also take " 5", "+5", "1_0" and other scripts' digits
+    # ("٥"), none of which is an integer in the documented sense.
+    if _INTEGER.fullmatch(raw) is None:
         json_error(400, f"{name} must be an integer")
+    # Past 19 significant digits it is out of range anyway (int() refuses over 4,300).
+    value = int(raw) if len(raw.lstrip("-").lstrip("0")) <= 19 else high + 1
     if not low <= value <= high:
         json_error(400, f"{name} must be between {low} and {high}")
     return value
@@ -134,16 +199,9 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
     def error_page(err: bottle.HTTPError) -> str:
         # bottle's own errors (404, 405, 500, its 413/400 from body parsing) as JSON.
         bottle.response.content_type = "application/json"
-        if isinstance(err.exception, StorageUnavailableError):
-            # Disk full, database locked too long, read-only file: nothing was changed, and
-            # the same request can succeed later.
-            log.warning("%s %s: %s", bottle.request.method, bottle.request.path, err.exception)
-            bottle.response.status = 503
-            bottle.response.set_header("Retry-After", "5")
-            return dumps({"error": str(err.exception)})
         if err.status_code >= 500:
             log.error("internal error on %s %s: %s", bottle.request.method,
-                      bottle.request.path, err.exception)
+                      bottle.request.path, type(err.exception).__name__)
             return dumps({"error": "internal server error"})
         message = {404: "not found", 405: "method not allowed"}.get(
             err.status_code, str(err.body) if err.body else err.status_line
@@ -152,20 +210,51 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
 
     app.default_error_handler = error_page  # type: ignore[method-assign]
 
+    def json_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
+        """Plugin: what a route raises becomes a JSON error, never bottle's catch-all (which
+        prints the exception's message, possibly quoting task data, to stderr)."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except bottle.HTTPResponse:
+                raise
+            except StorageUnavailableError as exc:
+                # Disk full, database locked too long, read-only file: nothing was changed,
+                # and the same request can succeed later.
+                log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
+                json_error(503, str(exc), {"Retry-After": "5"})
+            except Exception as exc:
+                log.error("internal error on %s %s: %s", bottle.request.method,
+                          bottle.request.path, type(exc).__name__)
+                log.debug("internal error details", exc_info=True)
+                json_error(500, "internal server error")
+
+        return wrapper
+
+    app.install(json_errors)
+
     @app.hook("before_request")
     def check_request() -> None:
         request = bottle.request
+        # Raw header text (bytes decoded as latin-1 by the server): bottle's get_header would
+        # re-decode it as UTF-8 and raise on anything else, a 500 instead of a 403 or 401.
+        environ = request.environ
         if cfg.allowed_hosts is not None:
-            host = request.get_header("Host")
+            host = environ.get("HTTP_HOST")
             if host is not None and _host_name(host) not in cfg.allowed_hosts:
                 json_error(403, "forbidden Host header; use localhost or 127.0.0.1")
         if token is not None:
-            given = request.get_header("Authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+            scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+            presented = value.strip().encode("latin-1")  # the bytes sent; a UTF-8 token matches
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented, token):
                 json_error(401, "missing or invalid bearer token",
                            {"WWW-Authenticate": 'Bearer realm="taskdesk"'})
         if request.method == "POST":
+            # A path that does not exist or does not take POST is a 404 or 405 whatever the
+            # Content-Type (not a 415 that sends the client to fix the wrong thing): match the
+            # route first; the router raises those errors, which error_page turns into JSON.
+            app.router.match(request.environ)
             media_type = request.content_type.split(";", 1)[0].strip().lower()
             if media_type != "application/json":
                 json_error(415, "Content-Type must be application/json")

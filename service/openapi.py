@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any
 
 from storage import STATUSES
@@ -15,6 +17,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _error(description: str) -> dict[str, Any]:
     return _json(_ERROR, description)
+
+
+def _links(*operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links from a response carrying a task's id to the operations that take it, so
+    that clients and stateful testers know where the id goes."""
+    return {"links": {
+        operation_id[0].upper() + operation_id[1:]: {
+            "operationId": operation_id, "parameters": {"task_id": "$response.body#/id"}}
+        for operation_id in operation_ids
+    }}
 
 
 # Responses any route can give, from the checks made before routing.
@@ -36,12 +48,82 @@ _TASK_ID = {
 }
 
 _NO_BODY = {
-    "required": False,
-    "description": "No body, or an empty JSON object.",
+    # Required in the document because Content-Type: application/json is (415 otherwise, as on
+    # every POST, so that a web page cannot send it); the API also takes no body at all.
+    "required": True,
+    "description": "An empty JSON object, or no body; either way with Content-Type: "
+    "application/json.",
     "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
 }
 
 _NULLABLE_TIME = {"type": ["number", "null"], "description": "Unix time in seconds"}
+
+
+@functools.cache
+def unprintable_class() -> str:
+    """A regex character class that matches every code point ``str.isprintable()`` refuses
+    (controls, format characters, separators other than the space, surrogates, private use,
+    unassigned): the characters TaskService refuses in an action name.
+
+    JSON Schema has no portable way to name Unicode categories, so the class lists the
+    printable code points as ranges and negates them (``[^…]``: about 700 ranges, a list a
+    generator expands far faster than the million code points refused), from this Python's
+    Unicode database: the document is exact for the server that serves it, so a client (or a
+    fuzzer) that follows it is never refused for a character. Basic-plane code points are
+    written as \\uXXXX escapes, the others as themselves; both ECMA-262 (with the u flag that
+    JSON Schema implies) and Python read the class the same.
+    """
+    ranges: list[tuple[int, int]] = []
+    start: int | None = None
+    for code in range(sys.maxunicode + 2):
+        printable = code <= sys.maxunicode and chr(code).isprintable()
+        if printable and start is None:
+            start = code
+        elif not printable and start is not None:
+            ranges.append((start, code - 1))
+            start = None
+
+    def char(code: int) -> str:
+        return f"\\u{code:04X}" if code <= 0xFFFF else chr(code)
+
+    return "[^" + "".join(
+        char(first) if first == last else f"{char(first)}-{char(last)}" for first, last in ranges
+    ) + "]"
+
+
+def _submission_schema() -> dict[str, Any]:
+    """POST /tasks: exactly what TaskService.validate and the actions' validators accept,
+    except what JSON Schema cannot say (a `sum` whose total overflows, data over 1 MiB of JSON,
+    nesting deeper than the API's limit), which is a 400 all the same."""
+
+    def data_for(action: str, properties: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "if": {"properties": {"action": {"const": action}}, "required": ["action"]},
+            # "properties" constrains only an object: a null data (meaning {}) still passes.
+            "then": {"properties": {"data": {"properties": properties}}},
+        }
+
+    return {
+        "type": "object",
+        "required": ["action"],
+        "additionalProperties": False,
+        "properties": {
+            "action": {
+                "type": "string", "minLength": 1, "maxLength": 100,
+                # Printable characters only, and not only spaces.
+                "not": {"anyOf": [{"pattern": unprintable_class()}, {"pattern": "^ *$"}]},
+                "description": "`uppercase` (data.text), `sum` (data.numbers), or any other "
+                "name (result `{\"output\": \"processed\"}`). Printable characters only "
+                "(Python's `str.isprintable`), and not only spaces.",
+            },
+            "data": {"type": ["object", "null"],
+                     "description": "Input for the action; defaults to {}."},
+        },
+        "allOf": [
+            data_for("uppercase", {"text": {"type": "string"}}),
+            data_for("sum", {"numbers": {"type": "array", "items": {"type": "number"}}}),
+        ],
+    }
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -64,9 +146,14 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "schema": {"$ref": "#/components/schemas/Submission"}}},
                     },
                     "responses": {
-                        "202": _json({"$ref": "#/components/schemas/Accepted"},
-                                     "Stored as queued"),
-                        "400": _error("Invalid JSON, `action required`, or invalid data"),
+                        "202": {**_json({"$ref": "#/components/schemas/Accepted"},
+                                        "Stored as queued"),
+                                **_links("getTask", "cancelTask", "retryTask")},
+                        "400": _error(
+                            "Invalid JSON (also: a name twice in an object, a lone surrogate, "
+                            "nesting deeper than 100), `action required`, or invalid data "
+                            "(also what the schema cannot say: a `sum` total too large, data "
+                            "over 1 MiB as stored)"),
                         **_POST_ERRORS,
                         **_COMMON_ERRORS,
                     },
@@ -74,21 +161,26 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "get": {
                     "operationId": "listTasks",
                     "summary": "List tasks, newest first",
+                    # An empty value (`?status=`) is the same as none: allowEmptyValue.
                     "parameters": [
                         {"name": "status", "in": "query", "required": False,
+                         "allowEmptyValue": True,
                          "schema": {"type": "string", "enum": list(STATUSES)}},
                         {"name": "action", "in": "query", "required": False,
-                         "schema": {"type": "string"}},
+                         "allowEmptyValue": True, "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "required": False,
+                         "allowEmptyValue": True,
                          "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "default": 100}},
                         {"name": "offset", "in": "query", "required": False,
+                         "allowEmptyValue": True,
                          "schema": {"type": "integer", "minimum": 0,
                                     "maximum": 2**63 - 1, "default": 0}},
                     ],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/TaskList"}, "A page"),
-                        "400": _error("Unknown status, or a bad limit or offset"),
+                        "400": _error("Unknown status, a bad limit or offset, or a "
+                                      "parameter given more than once"),
                         **_COMMON_ERRORS,
                     },
                 },
@@ -112,8 +204,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "parameters": [_TASK_ID],
                     "requestBody": _NO_BODY,
                     "responses": {
-                        "202": _json({"$ref": "#/components/schemas/Task"}, "Queued again"),
-                        "400": _error("A body that is not empty"),
+                        "202": {**_json({"$ref": "#/components/schemas/Task"}, "Queued again"),
+                                **_links("getTask", "cancelTask")},
+                        "400": _error("A body that is not empty, or not JSON"),
                         "404": _error("No such task"),
                         "409": _error("The task is not failed or cancelled"),
                         **_POST_ERRORS,
@@ -128,8 +221,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "parameters": [_TASK_ID],
                     "requestBody": _NO_BODY,
                     "responses": {
-                        "200": _json({"$ref": "#/components/schemas/Task"}, "Cancelled"),
-                        "400": _error("A body that is not empty"),
+                        "200": {**_json({"$ref": "#/components/schemas/Task"}, "Cancelled"),
+                                **_links("getTask", "retryTask")},
+                        "400": _error("A body that is not empty, or not JSON"),
                         "404": _error("No such task"),
                         "409": _error("The task is not queued"),
                         **_POST_ERRORS,
@@ -186,20 +280,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "properties": {"error": {"type": "string"},
                                    "detail": {"type": "string"}},
                 },
-                "Submission": {
-                    "type": "object",
-                    "required": ["action"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "action": {
-                            "type": "string", "minLength": 1, "maxLength": 100,
-                            "description": "`uppercase` (data.text), `sum` (data.numbers), "
-                            "or any other name (result `{\"output\": \"processed\"}`).",
-                        },
-                        "data": {"type": ["object", "null"],
-                                 "description": "Input for the action; defaults to {}."},
-                    },
-                },
+                "Submission": _submission_schema(),
                 "Accepted": {
                     "type": "object",
                     "required": ["id", "status"],
@@ -214,9 +295,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                                  "attempts", "max_attempts", "created_at", "started_at",
                                  "processed_at"],
                     "properties": {
-                        "id": {"type": "string"},
+                        "id": {"type": "string", "format": "uuid"},
                         "action": {"type": "string"},
-                        "data": {"description": "The submitted data (a JSON value)"},
+                        "data": {"type": "object",
+                                 "description": "The submitted data ({} when none was given)"},
                         "status": {"type": "string", "enum": list(STATUSES)},
                         "result": {"description": "The action's result, null until completed"},
                         "error": {"type": ["string", "null"],
