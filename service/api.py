@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import bottle
 
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.json_limits import may_be_unstorable, unstorable
 from service.openapi import openapi_document
 from service.task_service import TaskService, dumps
 from storage import StorageUnavailableError
@@ -30,11 +31,6 @@ MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
-# Arrays and objects nested in a request body. Python's parser takes nearly 1,000 levels, but a
-# task stored that deep cannot be read back: every later loads/dumps of it (a listing wraps it
-# three levels deeper, the window pretty-prints it in Python) runs out of stack, a 500 on every
-# GET that includes it. 100 is what Ruby's parser allows by default; no real input comes near.
-MAX_JSON_DEPTH = 100
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # bottle keeps the body in memory up to this size and refuses (413) larger JSON bodies.
@@ -122,33 +118,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-# Where a lone surrogate can come from: a \ud800-\udfff escape, or its UTF-8-like encoding
-# (json.loads decodes bytes with surrogatepass). Pairs match too; the walk tells them apart.
-_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _check_decoded(raw: bytes, value: Any) -> None:
-    """Refuse JSON that Python parses but Taskdesk could not store and give back: a string
-    holding a lone surrogate (not Unicode text: encoding it as UTF-8, for SQLite or for the
-    answer, fails, a 500 even when only an unknown field's name carries it) and nesting deeper
-    than MAX_JSON_DEPTH. Bodies that cannot hold either, almost all, are not walked."""
-    deep = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
-    if not deep and _MAYBE_SURROGATE.search(raw) is None:
-        return
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                json_error(400, "invalid JSON", detail="a string holds a lone surrogate "
-                           "(\\ud800-\\udfff without its pair), which is not Unicode text")
-        elif isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                json_error(400, "invalid JSON",
-                           detail=f"nested deeper than {MAX_JSON_DEPTH} arrays and objects")
-            children = [*item, *item.values()] if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
+    """Refuse JSON that Python parses but Taskdesk could not store and give back (see
+    service/json_limits.py). Bodies that cannot hold such values, almost all, are not walked."""
+    if may_be_unstorable(raw):
+        problem = unstorable(value)
+        if problem is not None:
+            json_error(400, "invalid JSON", detail=problem)
 
 
 def _query_value(name: str) -> str | None:

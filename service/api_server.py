@@ -24,7 +24,7 @@ class ApiStartError(Exception):
 
 class ApiServer:
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 16
+        self, app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 64
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -32,7 +32,11 @@ class ApiServer:
         # No cheroot limit (its 413 is plain text): the app answers a declared Content-Length
         # over 1 MiB with a JSON 413 and reads at most 1 MiB + 1 byte of a chunked body.
         self._server.max_request_body_size = 0
-        self._server.timeout = 30
+        # A thread waits for a whole request on each connection it takes, so idle or stalled
+        # clients (a crashed script, a browser's preconnects) each hold one until this timeout.
+        # Many threads and a short timeout keep a handful of them from starving everyone else.
+        self._server.timeout = 10
+        self._server.max_request_header_size = 64 * 1024
         # How often the serving loop looks up from accept(); stop() waits up to this long.
         self._server.expiration_interval = 0.1
         self._thread: threading.Thread | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from service.actions import ActionRegistry, default_registry
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.json_limits import may_be_unstorable, unstorable
 from service.metrics import RateHistory
 from storage import STATUSES, Task, TaskStore
 
@@ -30,6 +31,7 @@ MAX_ACTION_LENGTH = 100
 MAX_DATA_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_BACKOFF_SECONDS = 300.0
+MAX_ERROR_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +114,14 @@ class TaskService:
         self.registry.get(action).validate(data)
         try:
             data_json = dumps(data)
+            size = len(data_json.encode())  # refuses lone surrogates
         except (ValueError, TypeError, RecursionError) as exc:
             raise ValidationError(f"data is not valid JSON: {exc}") from exc
-        if len(data_json.encode()) > MAX_DATA_BYTES:
+        if may_be_unstorable(data_json):
+            problem = unstorable(data)
+            if problem is not None:
+                raise ValidationError(f"data cannot be stored: {problem}")
+        if size > MAX_DATA_BYTES:
             raise ValidationError(f"data must be at most {MAX_DATA_BYTES} bytes of JSON")
         return action, data_json
 
@@ -252,7 +259,11 @@ class TaskService:
             result_json = dumps(result)
             if len(result_json.encode()) > MAX_RESULT_BYTES:
                 raise ValueError(f"the result is larger than {MAX_RESULT_BYTES} bytes")
-        except (TypeError, ValueError, RecursionError) as exc:
+            if may_be_unstorable(result_json):
+                problem = unstorable(result)
+                if problem is not None:
+                    raise ValueError(problem)
+        except Exception as exc:  # whatever the result does while encoded, it is its fault
             # The same input gives the same result: trying again cannot help.
             return self._attempt_failed(task, exc, retry=False, prefix="cannot store result: ")
         done = self.store.complete(task.id, result_json, self.clock())
@@ -320,4 +331,14 @@ class TaskService:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """An exception as storable text: never raises, valid UTF-8, at most MAX_ERROR_CHARS."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a __str__ that raises
+        text = f"{type(exc).__name__} (its message cannot be shown)"
+    # Lone surrogates cannot be written to SQLite: keep them visible as \udxxx escapes.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_ERROR_CHARS:
+        cut = len(text) - MAX_ERROR_CHARS
+        text = f"{text[:MAX_ERROR_CHARS]}… ({cut:,} more characters)"
+    return text
