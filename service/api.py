@@ -58,6 +58,12 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
+def json_text_response(status: int, text: str) -> NoReturn:
+    """Like json_response, for JSON that is already text."""
+    raise bottle.HTTPResponse(body=text, status=status,
+                              headers={"Content-Type": "application/json"})
+
+
 def json_error(
     status: int, message: str, headers: dict[str, str] | None = None, detail: str | None = None
 ) -> NoReturn:
@@ -259,14 +265,15 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
             tasks, total = service.list_tasks(status, action, limit, offset)
         except ValidationError as exc:  # an unknown status
             json_error(400, str(exc))
-        json_response(
-            200, {"tasks": [t.to_dict() for t in tasks], "count": len(tasks), "total": total}
+        listed = ",".join(t.to_json() for t in tasks)
+        json_text_response(
+            200, f'{{"tasks":[{listed}],"count":{len(tasks)},"total":{total}}}'
         )
 
     @app.get("/tasks/<task_id>")
     def get_task(task_id: str) -> NoReturn:
         try:
-            json_response(200, service.get(task_id).to_dict())
+            json_text_response(200, service.get(task_id).to_json())
         except TaskNotFoundError as exc:
             json_error(404, str(exc))
 
@@ -278,7 +285,7 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
             json_error(404, str(exc))
         except InvalidTransitionError as exc:
             json_error(409, str(exc))
-        json_response(ok_status, task.to_dict())
+        json_text_response(ok_status, task.to_json())
 
     @app.post("/tasks/<task_id>/retry")
     def retry_task(task_id: str) -> NoReturn:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 
@@ -62,20 +61,47 @@ class Task:
             run_after=run_after or 0.0,
         )
 
-    # Decoded on first use: a table showing thousands of rows never needs most of them.
-    @cached_property
+    # Decoded on first use and kept: a table showing thousands of rows never needs most of
+    # them. (Not functools.cached_property: on Python 3.11 it takes a lock shared by every
+    # instance, which API threads listing tasks contend for.)
+    @property
     def data(self) -> Any:
-        return _loads(self.data_json)
+        return self._decoded("data", self.data_json)
 
-    @cached_property
+    @property
     def result(self) -> Any:
-        return _loads(self.result_json)
+        return self._decoded("result", self.result_json)
+
+    def _decoded(self, name: str, text: str | None) -> Any:
+        cache = self.__dict__.setdefault("_decoded_cache", {})
+        if name not in cache:
+            cache[name] = _loads(text)
+        return cache[name]
 
     @property
     def duration(self) -> float | None:
         if self.started_at is None or self.processed_at is None:
             return None
         return max(0.0, self.processed_at - self.started_at)
+
+    def to_json(self) -> str:
+        """to_dict() as JSON text, with data and result spliced in as stored (always valid
+        JSON: written by Taskdesk, or made so by migration 2), so a listing of many tasks
+        does not decode and re-encode them."""
+        fields = [
+            ("id", _json(self.id)),
+            ("action", _json(self.action)),
+            ("data", self.data_json),
+            ("status", _json(self.status)),
+            ("result", "null" if self.result_json is None else self.result_json),
+            ("error", _json(self.error)),
+            ("attempts", _json(self.attempts)),
+            ("max_attempts", _json(self.max_attempts)),
+            ("created_at", _json(self.created_at)),
+            ("started_at", _json(self.started_at)),
+            ("processed_at", _json(self.processed_at)),
+        ]
+        return "{" + ",".join(f'"{name}":{value}' for name, value in fields) + "}"
 
     def to_dict(self) -> dict[str, Any]:
         """The task as the API contract describes it (run_after is internal)."""
@@ -92,6 +118,10 @@ class Task:
             "started_at": self.started_at,
             "processed_at": self.processed_at,
         }
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _loads(text: str | None) -> Any:

@@ -162,3 +162,17 @@ def test_cancel_and_retry_many_change_only_tasks_in_the_right_status(store: Task
     assert store.counts() == {"queued": 2, "running": 1, "completed": 0, "failed": 0,
                               "cancelled": 1}
     assert store.cancel_many([], NOW) == [] and store.retry_many([]) == []
+
+
+def test_to_json_is_to_dict_as_text(store: TaskStore) -> None:
+    import json
+
+    plain = store.add("uppercase", '{"text":"héllo \\"q\\""}', 3, NOW)
+    store.claim(plain.id, NOW + 1)
+    done = store.complete(plain.id, '{"output":"HÉLLO \\"Q\\""}', NOW + 2.5)
+    failed = store.add("x", "{}", 1, NOW)
+    store.claim(failed.id, NOW)
+    failed_now = store.fail(failed.id, "ValueError: bad\nline", NOW + 1)
+    for task in (plain, done, failed_now):
+        assert task is not None
+        assert json.loads(task.to_json()) == task.to_dict()

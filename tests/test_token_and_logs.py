@@ -343,7 +343,7 @@ def test_task_data_is_logged_only_at_debug(
         assert f"task failed id={leaky} action=leaky attempts=3 error_type=RuntimeError" \
             in caplog.text, caplog.text
         if level == "INFO":
-            assert f"task queued id={leaky} action=leaky" in caplog.text, caplog.text
+            assert f"processing task id={leaky} action=leaky" in caplog.text, caplog.text
 
 
 def _validate_raising_quoting(data: dict[str, Any]) -> None:
