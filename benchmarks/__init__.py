@@ -1,0 +1,1 @@
+"""Benchmarks of Taskdesk against huey's SqliteHuey; entry point: ``python -m benchmarks``."""
