@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 
@@ -120,8 +121,16 @@ class Task:
         }
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def _json(value: str | int | float | None) -> str:
+    """One scalar as JSON, as json.dumps would write it, without its per-call set-up (a
+    listing writes nine per task)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return float.__repr__(value)  # times: always finite
 
 
 def _loads(text: str | None) -> Any:
