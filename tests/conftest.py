@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
@@ -127,3 +128,37 @@ def api_factory(service: TaskService) -> Iterator[Callable[..., Client]]:
 @pytest.fixture
 def client(api_factory: Callable[..., Client]) -> Client:
     return api_factory()
+
+
+@dataclass
+class ApiEnv:
+    store: TaskStore
+    service: TaskService
+    client: Client
+
+
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[ApiEnv]:
+    """A database in *folder* served over real HTTP on port 0, with no workers."""
+    store = TaskStore(make_db(folder / "tasks.db"))
+    service = TaskService(store, max_attempts=3, backoff_base=0.01)
+    server = ApiServer(create_app(service), "127.0.0.1", 0)
+    server.start()
+    try:
+        yield ApiEnv(store, service, Client(server.url))
+    finally:
+        server.stop()
+        store.close()
+
+
+def snapshot(store: TaskStore) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Everything an API request could have changed: counts and every task as stored."""
+    return store.counts(), [t.to_dict() for t in store.list_tasks(limit=1_000_000)]
+
+
+@contextlib.contextmanager
+def unchanged(store: TaskStore) -> Iterator[None]:
+    """Assert that the block wrote nothing to the database."""
+    before = snapshot(store)
+    yield
+    assert snapshot(store) == before, "a rejected request changed the database"

@@ -17,18 +17,17 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from service.actions import Action
-from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig, create_app
-from service.api_server import ApiServer
+from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig
 from service.metrics import RateHistory
 from service.task_service import TaskService
 from storage import STATUSES, TaskStore
-from tests.conftest import Client, Response, make_db
+from tests.conftest import ApiEnv as Env
+from tests.conftest import Client, Response, served, unchanged
 
 JSON = {"Content-Type": "application/json"}
 WAIT_MS = 15_000
@@ -37,39 +36,13 @@ WAIT_MS = 15_000
 # -- helpers ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Env:
-    store: TaskStore
-    service: TaskService
-    client: Client
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One server for the checks that only need a database and no workers."""
-    path = make_db(tmp_path_factory.mktemp("shared") / "tasks.db")
-    store = TaskStore(path)
-    service = TaskService(store, max_attempts=3, backoff_base=0.01)
-    server = ApiServer(create_app(service), "127.0.0.1", 0)
-    server.start()
-    try:
-        yield Env(store, service, Client(server.url))
-    finally:
-        server.stop()
-        store.close()
+    with served(tmp_path_factory.mktemp("shared")) as env:
+        yield env
 
 
-def snapshot(store: TaskStore) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Everything an API request could have changed: counts and every task as stored."""
-    return store.counts(), [t.to_dict() for t in store.list_tasks(limit=1_000_000)]
-
-
-@contextlib.contextmanager
-def unchanged(store: TaskStore) -> Iterator[None]:
-    """Assert that the block wrote nothing to the database."""
-    before = snapshot(store)
-    yield
-    assert snapshot(store) == before, "a rejected request changed the database"
 
 
 def expect_error(resp: Response, status: int, message: str | None = None) -> str:

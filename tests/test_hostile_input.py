@@ -42,7 +42,7 @@ from service.json_limits import MAX_JSON_DEPTH
 from service.task_service import MAX_RESULT_BYTES, TaskService
 from service.worker_pool import WorkerPool
 from storage import TaskStore
-from tests.conftest import Client, make_db
+from tests.conftest import Client, make_db, unchanged
 
 TIMEOUT = 30.0  # seconds, every socket
 WAIT_MS = 15_000
@@ -173,15 +173,6 @@ def post(port: int, path: str, body: bytes, content_type: str = JSON_TYPE) -> An
     return request(port, "POST", path, body, (f"Content-Type: {content_type}",))
 
 
-def snapshot(store: TaskStore) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    return store.counts(), [t.to_dict() for t in store.list_tasks(limit=1_000_000)]
-
-
-@contextlib.contextmanager
-def unchanged(store: TaskStore) -> Iterator[None]:
-    before = snapshot(store)
-    yield
-    assert snapshot(store) == before, "a refused request changed the database"
 
 
 def accepted(env: Env, answer: Answer) -> dict[str, Any]:

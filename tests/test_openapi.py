@@ -27,10 +27,10 @@ from referencing.jsonschema import DRAFT202012
 
 from service.actions import Action
 from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig, create_app
-from service.api_server import ApiServer
 from service.task_service import TaskService
-from storage import STATUSES, TaskStore
-from tests.conftest import Client, Response, make_db
+from storage import STATUSES
+from tests.conftest import ApiEnv as Env
+from tests.conftest import Client, Response, served
 
 DOC_URI = "urn:taskdesk:openapi"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -41,25 +41,10 @@ WAIT_MS = 15_000
 # -- helpers ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Env:
-    store: TaskStore
-    service: TaskService
-    client: Client
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    path = make_db(tmp_path_factory.mktemp("openapi") / "tasks.db")
-    store = TaskStore(path)
-    service = TaskService(store, max_attempts=3, backoff_base=0.01)
-    server = ApiServer(create_app(service), "127.0.0.1", 0)
-    server.start()
-    try:
-        yield Env(store, service, Client(server.url))
-    finally:
-        server.stop()
-        store.close()
+    with served(tmp_path_factory.mktemp("openapi")) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 
 from storage.migrations import LATEST_VERSION
 from tests.proc_helpers import TIMEOUT, Api, TaskdeskProcess, read_rows, run_taskdesk
+from tests.test_migrations import TUTORIAL_SCHEMA
 
 WAIT_MS = int(TIMEOUT * 1000)
 StartTaskdesk = Callable[..., TaskdeskProcess]
@@ -406,18 +407,6 @@ def test_options_from_environment_variables(
     assert len(read_rows(db)) == 1
 
 
-TUTORIAL_TABLE = """
-    CREATE TABLE IF NOT EXISTS tasks (
-        id TEXT PRIMARY KEY,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        result TEXT,
-        created_at INTEGER NOT NULL,
-        processed_at INTEGER
-    )
-"""
-
-
 def test_tutorial_database_is_migrated_and_its_pending_task_run(
     tmp_path: Path, start_taskdesk: StartTaskdesk, qtbot: Any
 ) -> None:
@@ -427,7 +416,7 @@ def test_tutorial_database_is_migrated_and_its_pending_task_run(
     done = {"id": "tutorial-done", "action": "uppercase", "data": {"text": "done"},
             "created_at": 1_700_000_000}
     conn = sqlite3.connect(db)
-    conn.execute(TUTORIAL_TABLE)
+    conn.execute(TUTORIAL_SCHEMA)
     conn.execute(
         "INSERT INTO tasks (id, payload, status, result, created_at, processed_at) "
         "VALUES (?, ?, 'pending', NULL, ?, NULL)",
