@@ -8,6 +8,7 @@ returns the JSON value stored as the task's ``result``.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,11 @@ def _sum_total(numbers: list[int | float]) -> int | float:
     except OverflowError:
         raise too_large from None
     if isinstance(total, float) and not math.isfinite(total):
+        raise too_large
+    # Python writes integers of at most 4,300 digits as text (sys.get_int_max_str_digits);
+    # a larger total could be computed but never stored as a result.
+    digits = sys.get_int_max_str_digits()
+    if isinstance(total, int) and digits and abs(total) >= 10**digits:
         raise too_large
     return total
 
