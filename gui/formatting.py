@@ -30,11 +30,21 @@ def format_time(ts: float | None, now: float | None = None) -> str:
     tooltip and the details panel give the full time)."""
     if ts is None:
         return ""
-    when = datetime.fromtimestamp(ts)
-    today = datetime.fromtimestamp(time.time() if now is None else now).date()
-    if when.date() == today:
-        return when.strftime("%H:%M:%S")
-    return when.strftime("%Y-%m-%d")
+    start, end = _local_day(time.time() if now is None else now)
+    return time.strftime("%H:%M:%S" if start <= ts < end else "%Y-%m-%d", time.localtime(ts))
+
+
+_day: list[float] = [0.0, 0.0]  # [start, end) of the local day format_time saw last
+
+
+def _local_day(now: float) -> tuple[float, float]:
+    """Unix times of the local midnights before and after *now* (kept: a table refresh asks
+    for thousands of cells' times within the same day)."""
+    if not _day[0] <= now < _day[1]:
+        t = time.localtime(now)
+        _day[0] = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+        _day[1] = time.mktime((t.tm_year, t.tm_mon, t.tm_mday + 1, 0, 0, 0, 0, 0, -1))
+    return _day[0], _day[1]
 
 
 def format_timestamp(ts: float | None) -> str:

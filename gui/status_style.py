@@ -15,6 +15,9 @@ from storage import STATUSES
 
 STATUS_LABELS: dict[str, str] = {s: s.capitalize() for s in STATUSES}
 
+# The item data role holding a status cell's raw status ("queued"), which the badge paints.
+STATUS_ROLE = Qt.ItemDataRole.UserRole + 3
+
 STATUS_COLORS: dict[str, QColor] = {
     "queued": QColor("#6b7280"),  # slate: waiting, nothing wrong
     "running": QColor("#2563eb"),  # blue: in progress
@@ -27,8 +30,11 @@ COMPLETED_COLOR = STATUS_COLORS["completed"]
 FAILED_COLOR = STATUS_COLORS["failed"]
 
 
+_UNKNOWN_COLOR = QColor("#6b7280")
+
+
 def status_color(status: str) -> QColor:
-    return STATUS_COLORS.get(status, QColor("#6b7280"))
+    return STATUS_COLORS.get(status, _UNKNOWN_COLOR)
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -79,7 +85,7 @@ class StatusBadgeDelegate(QStyledItemDelegate):
         option: QStyleOptionViewItem,
         index: QModelIndex | QPersistentModelIndex,
     ) -> None:
-        status = index.data(Qt.ItemDataRole.EditRole)
+        status = index.data(STATUS_ROLE)
         if not isinstance(status, str):
             super().paint(painter, option, index)
             return

@@ -25,16 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
-from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QObject,
-    QPersistentModelIndex,
-    Qt,
-)
-from PySide6.QtGui import QColor, QFont, QFontDatabase
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtGui import QFontDatabase, QStandardItem, QStandardItemModel
 
 from gui.formatting import (
     format_attempts,
@@ -45,13 +38,14 @@ from gui.formatting import (
     preview,
     short_id,
 )
-from gui.status_style import STATUS_LABELS, status_color
+from gui.status_style import STATUS_LABELS, STATUS_ROLE, status_color
 from service.task_service import TaskService
 from storage import Task
 
 PAGE_SIZE = 200
 LIVE_WINDOW = 1000
 TOOLTIP_CHARS = 2000
+_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
 _ROOT = QModelIndex()
 Index = QModelIndex | QPersistentModelIndex
@@ -88,9 +82,11 @@ ID_ROLE = Qt.ItemDataRole.UserRole + 2
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
+_NOT_LEFT = frozenset({Column.DURATION, Column.ATTEMPTS})
 
 
 def _alignment(column: Column) -> Qt.AlignmentFlag:
+    """Where a column's text sits (left unless listed in _NOT_LEFT)."""
     if column == Column.DURATION:
         return _RIGHT
     return _CENTER if column == Column.ATTEMPTS else _LEFT
@@ -112,7 +108,7 @@ def _ascii_lower(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-class TaskTableModel(QAbstractTableModel):
+class TaskTableModel(QStandardItemModel):
     def __init__(
         self,
         service: TaskService,
@@ -121,7 +117,11 @@ class TaskTableModel(QAbstractTableModel):
         page_size: int = PAGE_SIZE,
         live_window: int = LIVE_WINDOW,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(0, len(Column), parent)
+        for column in Column:
+            self.setHeaderData(column, Qt.Orientation.Horizontal, HEADERS[column])
+            self.setHeaderData(column, Qt.Orientation.Horizontal, _alignment(column),
+                               Qt.ItemDataRole.TextAlignmentRole)
         self._service = service
         self._page_size = page_size
         self._live_window = max(live_window, page_size)
@@ -150,11 +150,19 @@ class TaskTableModel(QAbstractTableModel):
     def set_filter(self, status: str | None, search: str = "") -> None:
         """Show tasks in *status* (None: all) matching *search*; reloads the first page."""
         self.beginResetModel()
-        self._status, self._search = status, search.strip()
-        self._rows = self._query(self._page_size)
-        self._has_more = len(self._rows) == self._page_size
-        self._wanted = self._page_size
-        self._row_of = None
+        # The rows are rebuilt silently: views learn of them from modelReset, all at once.
+        blocked = self.blockSignals(True)
+        try:
+            self._status, self._search = status, search.strip()
+            self._rows = self._query(self._page_size)
+            self._has_more = len(self._rows) == self._page_size
+            self._wanted = self._page_size
+            self._row_of = None
+            self.setRowCount(0)
+            for task in self._rows:
+                self.appendRow(self._items(task))
+        finally:
+            self.blockSignals(blocked)
         self.endResetModel()
 
     def reload(self) -> None:
@@ -237,22 +245,22 @@ class TaskTableModel(QAbstractTableModel):
                 end = i
                 while end < len(rows) and (j == len(new_rows) or rows[end].seq > new_rows[j].seq):
                     end += 1
-                self.beginRemoveRows(_ROOT, i, end - 1)
                 del rows[i:end]
                 self._row_of = None
-                self.endRemoveRows()
+                self.removeRows(i, end - i)
             elif i == len(rows) or new_rows[j].seq > rows[i].seq:
                 end = j
                 while end < len(new_rows) and (i == len(rows) or new_rows[end].seq > rows[i].seq):
                     end += 1
-                self.beginInsertRows(_ROOT, i, i + end - j - 1)
                 rows[i:i] = new_rows[j:end]
                 self._row_of = None
-                self.endInsertRows()
+                for k, task in enumerate(new_rows[j:end]):
+                    self.insertRow(i + k, self._items(task))
                 i += end - j
                 j = end
             else:
                 if rows[i] != new_rows[j]:
+                    self._update(i, rows[i], new_rows[j])
                     rows[i] = new_rows[j]
                     if first_changed < 0:
                         first_changed = i
@@ -266,12 +274,9 @@ class TaskTableModel(QAbstractTableModel):
             )
 
     # -- Qt model interface ---------------------------------------------------------------------
-
-    def rowCount(self, parent: Index = _ROOT) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = _ROOT) -> int:
-        return 0 if parent.isValid() else len(Column)
+    # Cells live in QStandardItems, so painting reads them in C++: a Python data() would be
+    # called for every role of every visible cell on every repaint, each call waiting for the
+    # interpreter lock that API and worker threads hold most of the time under load.
 
     def canFetchMore(self, parent: Index) -> bool:
         return not parent.isValid() and self._has_more
@@ -284,55 +289,63 @@ class TaskTableModel(QAbstractTableModel):
         self._has_more = len(page) == self._page_size
         if not page:
             return
-        start = len(self._rows)
-        self.beginInsertRows(_ROOT, start, start + len(page) - 1)
         self._rows.extend(page)
         self._wanted = len(self._rows)
         self._row_of = None
-        self.endInsertRows()
+        for task in page:
+            self.appendRow(self._items(task))
 
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def _items(self, task: Task) -> list[QStandardItem]:
+        """A row of cells showing *task*. Tooltips are not stored: the view asks tooltip()
+        when one is wanted, which keeps a refresh under a flood of changes cheap."""
+        items = []
+        for column in Column:
+            item = QStandardItem(self._display(task, column))
+            item.setFlags(_FLAGS)
+            if column in _NOT_LEFT:
+                item.setData(_alignment(column), Qt.ItemDataRole.TextAlignmentRole)
+            items.append(item)
+        first = items[Column.ID]
+        first.setData(self._mono, Qt.ItemDataRole.FontRole)
+        first.setData(task, TASK_ROLE)
+        first.setData(task.id, ID_ROLE)
+        status = items[Column.STATUS]
+        status.setData(task.status, STATUS_ROLE)
+        status.setData(status_color(task.status), Qt.ItemDataRole.ForegroundRole)
+        if task.error:
+            items[Column.OUTPUT].setData(self._error_color, Qt.ItemDataRole.ForegroundRole)
+        return items
 
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(Column):
-            return None
-        column = Column(section)
-        if role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[column]
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return _alignment(column)
-        return None
+    def _update(self, row: int, old: Task, new: Task) -> None:
+        """Show *new* instead of *old* in *row*, touching only the cells that change, and
+        silently: the caller emits one dataChanged for all the rows it changed."""
+        blocked = self.blockSignals(True)
+        try:
+            for column in Column:
+                text = self._display(new, column)
+                item = self.item(row, column)
+                if item is not None and text != self._display(old, column):
+                    item.setText(text)
+            first = self.item(row, Column.ID)
+            if first is not None:
+                first.setData(new, TASK_ROLE)
+            status = self.item(row, Column.STATUS)
+            if status is not None and new.status != old.status:
+                status.setData(new.status, STATUS_ROLE)
+                status.setData(status_color(new.status), Qt.ItemDataRole.ForegroundRole)
+            output = self.item(row, Column.OUTPUT)
+            if output is not None and bool(new.error) != bool(old.error):
+                output.setData(self._error_color if new.error else None,
+                               Qt.ItemDataRole.ForegroundRole)
+        finally:
+            self.blockSignals(blocked)
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid():
+    def tooltip(self, row: int, column: int) -> str | None:
+        """The tooltip of a cell, made when asked (see TaskTableView.viewportEvent)."""
+        task = self.task_at(row)
+        if task is None or not 0 <= column < len(Column):
             return None
-        task = self.task_at(index.row())
-        if task is None or not 0 <= index.column() < len(Column):
-            return None
-        column = Column(index.column())
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(task, column)
-        if role == Qt.ItemDataRole.EditRole:
-            # The raw value behind the cell, for delegates (the status badge) and sorting.
-            return task.status if column == Column.STATUS else self._display(task, column)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(task, column)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return self._foreground(task, column)
-        if role == Qt.ItemDataRole.FontRole and column == Column.ID:
-            return QFont(self._mono)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return _alignment(column)
-        if role == TASK_ROLE:
-            return task
-        if role == ID_ROLE:
-            return task.id
-        return None
+        return self._tooltip(task, Column(column))
 
     @staticmethod
     def _display(task: Task, column: Column) -> str:
@@ -372,10 +385,3 @@ class TaskTableModel(QAbstractTableModel):
                 return one_line(text, TOOLTIP_CHARS) if text else None
             case _:
                 return None
-
-    def _foreground(self, task: Task, column: Column) -> QColor | None:
-        if column == Column.STATUS:
-            return status_color(task.status)
-        if column == Column.OUTPUT and task.error:
-            return self._error_color
-        return None

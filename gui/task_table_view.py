@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
-from PySide6.QtGui import QPainter, QPaintEvent, QPalette
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent, QPalette
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QToolTip, QWidget
 
 from gui.status_style import StatusBadgeDelegate
 from gui.task_table_model import Column, TaskTableModel
@@ -111,6 +111,21 @@ class TaskTableView(QTableView):
         if row is not None and row != self.rowAt(0):
             self.updateGeometries()  # the scroll range must already count the new rows
             self.scrollTo(self._model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+
+    # -- tooltips, made when asked ---------------------------------------------------------------
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            index = self.indexAt(event.pos())
+            text = self._model.tooltip(index.row(), index.column()) if index.isValid() else None
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.viewport(),
+                                  self.visualRect(index))
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().viewportEvent(event)
 
     # -- empty state ----------------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtCore import QItemSelectionModel, QModelIndex
 from pytestqt.qtbot import QtBot
 
 from gui.change_feed import ChangeFeed
+from gui.status_style import STATUS_ROLE
 from gui.task_table_model import ID_ROLE, TASK_ROLE, Column, TaskTableModel, matches_search
 from service.task_service import TaskService
 from storage import Task, TaskStore
@@ -115,7 +116,7 @@ def test_refresh_merges_inserts_changes_and_removals_without_reset(
     row = model.row_of(tasks[0].id)
     assert row is not None
     assert model.index(row, Column.STATUS).data() == "Completed"
-    assert model.index(row, Column.STATUS).data(Qt.ItemDataRole.EditRole) == "completed"
+    assert model.index(row, Column.STATUS).data(STATUS_ROLE) == "completed"
     assert model.index(row, Column.OUTPUT).data() == "processed"
     assert model.index(row, Column.ID).data(ID_ROLE) == tasks[0].id
     assert model.index(row, Column.ID).data(TASK_ROLE).status == "completed"

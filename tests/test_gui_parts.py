@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import PySide6
@@ -52,6 +53,12 @@ def test_formatting() -> None:
     assert format_time(None) == ""
     assert len(format_time(now, now)) == 8  # HH:MM:SS today
     assert format_time(now - 400 * 86400, now).count("-") == 2  # a date otherwise
+    # Either side of the local midnights around now, as datetime sees the local day.
+    today = datetime.fromtimestamp(now).date()
+    midnight = datetime(today.year, today.month, today.day).timestamp()
+    for ts in (midnight - 0.001, midnight, midnight + 86399.9, midnight + 86400 + 1):
+        same_day = datetime.fromtimestamp(ts).date() == today
+        assert (len(format_time(ts, now)) == 8) is same_day, ts
     assert format_timestamp(None) == "—"
     assert format_timestamp(now).endswith(f"{int(now * 1000) % 1000:03d}")
     assert [format_duration(s) for s in (None, 0.0123, 2.5, 125, 7300)] == [

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QEvent, QSettings, Qt
+from PySide6.QtGui import QGuiApplication, QHelpEvent
+from PySide6.QtWidgets import QApplication, QToolTip
 from pytestqt.qtbot import QtBot
 
 from gui.main_window import AppInfo, MainWindow
@@ -139,6 +139,29 @@ def test_click_submit_shows_queued_then_completed(
     assert cell(window, task.id, Column.OUTPUT) == "HELLO WORLD"
     assert store.get(task.id).result == {"output": "HELLO WORLD"}  # type: ignore[union-attr]
     assert window.filter_bar.count_text("completed").endswith(" 1")
+
+
+# The offscreen platform cannot raise the tooltip's window; it says so.
+@pytest.mark.qt_log_ignore("does not support raise")
+def test_hovering_a_cell_shows_its_tooltip_made_on_demand(
+    qtbot: QtBot, make_window: WindowFactory, service: TaskService
+) -> None:
+    task = service.submit("uppercase", {"text": "hover me"})
+    window = make_window()
+    row = window.model.row_of(task.id)
+    assert row is not None
+    view = window.table
+
+    def hover(column: Column) -> None:
+        rect = view.visualRect(window.model.index(row, column))
+        event = QHelpEvent(QEvent.Type.ToolTip, rect.center(),
+                           view.viewport().mapToGlobal(rect.center()))
+        QApplication.sendEvent(view.viewport(), event)
+
+    hover(Column.ID)  # the full id, which the cell shortens
+    qtbot.waitUntil(lambda: QToolTip.text() == task.id)
+    hover(Column.ACTION)  # no tooltip of its own: the previous one goes away
+    qtbot.waitUntil(lambda: not QToolTip.isVisible())
 
 
 def test_ctrl_enter_submits_copies(
