@@ -1,5 +1,5 @@
 # Conveniences over scripts/dev.sh, which does the set-up (see README).
-.PHONY: run headless test fuzz lint screenshot bench bench-quick clean
+.PHONY: run headless test fuzz soak lint screenshot bench bench-quick clean
 
 run:
 	scripts/dev.sh run
@@ -16,6 +16,13 @@ fuzz:
 	scripts/dev.sh setup test
 	QT_QPA_PLATFORM=offscreen TASKDESK_FUZZ_EXAMPLES=2000 timeout 900 \
 		.venv/bin/python -m pytest -q -rP tests/test_fuzz.py
+
+# The soak of scripts/soak.py (about ten minutes): steady POSTs and GETs from four client
+# processes while tasks complete, a graceful restart halfway; then every accepted task must be
+# completed exactly once, memory and open fds flat, /health never silent over 1 s.
+soak:
+	scripts/dev.sh setup test
+	QT_QPA_PLATFORM=offscreen timeout 1200 .venv/bin/python scripts/soak.py --minutes 10
 
 lint:
 	scripts/dev.sh setup test
