@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
@@ -33,12 +34,20 @@ from storage import (
     migrate,
     open_connection,
 )
+from storage.connection import check_integrity
 from storage.instance_lock import InstanceLock
 
 log = logging.getLogger("taskdesk")
 
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
 EXIT_OK, EXIT_STARTUP_FAILED = 0, 1
+# A run that found its database damaged ends with this code, however gracefully it stops.
+EXIT_DATABASE_DAMAGED = 1
+
+
+def damage_marker(db: Path) -> Path:
+    """The file that says *db* was found damaged: the next start checks *db* before using it."""
+    return db.with_name(db.name + ".damaged")
 
 
 class StartupError(Exception):
@@ -77,7 +86,24 @@ class Engine:
         found = self.pool.problems()
         if self.store.problem:
             found.append(self.store.problem)
+        if self.store.damage:
+            found.append(self.store.damage)
         return found
+
+    def database_damaged(self, message: str) -> None:
+        """Told by the store, once, on whichever thread found the database file damaged:
+        /health says so from then on (store.damage), this run's exit code is not 0, and the
+        marker written here makes the next start check the file before using it."""
+        log.error("%s; stop Taskdesk and restore it from a backup", message)
+        marker = damage_marker(self.settings.db)
+        try:
+            marker.write_text(message + "\n", encoding="utf-8")
+        except OSError as exc:
+            log.error("cannot write %s: %s", marker, exc)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.store.damage is None else EXIT_DATABASE_DAMAGED
 
     def start_workers(self) -> None:
         self.pool.start()
@@ -92,11 +118,14 @@ class Engine:
         self.lock.release()
         note = "" if finished else " (tasks still running will run again at next start)"
         log.info("Taskdesk stopped%s", note)
+        if self.store.damage is not None:
+            log.error("database %s was found damaged and left as it is; the next start "
+                      "checks it first", self.settings.db)
         if not finished:
             # A worker stuck in an action cannot be interrupted; its task is still `running`
             # on disk and the next start re-queues it. Waiting for it would hang the exit.
             logging.shutdown()
-            os._exit(EXIT_OK)
+            os._exit(self.exit_code)
 
 
 def open_engine(settings: Settings) -> Engine:
@@ -123,6 +152,15 @@ def _open_locked(settings: Settings, lock: InstanceLock) -> Engine:
             path, settings.synchronous, max_schema_version=LATEST_VERSION  # type: ignore[arg-type]
         )
         try:
+            marker = damage_marker(path)
+            if marker.exists():
+                # A past run found the file damaged: use it only if it is whole again
+                # (restored from a backup, say). Before migrating: nothing may write to it.
+                check_integrity(conn, path)
+                log.warning("database %s was found damaged before; it passed an integrity "
+                            "check and is used again", path)
+                with contextlib.suppress(OSError):  # if it stays, the next start checks again
+                    marker.unlink()
             before, after = migrate(conn, path)
         finally:
             conn.close()
@@ -138,8 +176,11 @@ def _open_locked(settings: Settings, lock: InstanceLock) -> Engine:
     except Exception as exc:
         store.close()
         raise StartupError(f"cannot recover unfinished tasks in database {path}: {exc}") from exc
-    pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
-    return Engine(settings, store, service, pool, lock)
+    pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay,
+                      task_timeout=settings.task_timeout)
+    engine = Engine(settings, store, service, pool, lock)
+    store.on_damage = engine.database_damaged
+    return engine
 
 
 class SignalQuit:
@@ -207,7 +248,7 @@ def run_headless(settings: Settings) -> int:
             app.exec()
     finally:
         engine.stop()
-    return EXIT_OK
+    return engine.exit_code
 
 
 def run_window(settings: Settings) -> int:
@@ -251,7 +292,7 @@ def run_window(settings: Settings) -> int:
             window.shutdown()
     finally:
         engine.stop()
-    return EXIT_OK
+    return engine.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def run_taskdesk(n: int, delay: float, synchronous: str, folder: Path) -> float:
                     done.set()
 
     service.subscribe(on_event)
-    pool = WorkerPool(service, workers=2, prefetch=5, work_delay=delay)
+    pool = WorkerPool(service, workers=2, prefetch=64, work_delay=delay)
     pool.start()
     start = time.perf_counter()
     for i in range(n):

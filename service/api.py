@@ -23,7 +23,7 @@ from service.errors import InvalidTransitionError, TaskNotFoundError, Validation
 from service.json_limits import may_be_unstorable, unstorable
 from service.openapi import openapi_document
 from service.task_service import TaskService, dumps
-from storage import StorageUnavailableError
+from storage import DatabaseDamagedError, StorageUnavailableError
 
 log = logging.getLogger("taskdesk.api")
 
@@ -88,7 +88,11 @@ def _read_body() -> bytes:
         json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
     # cheroot has already decoded a chunked body; bottle would try to decode it again.
     stream = request.environ["wsgi.input"] if request.chunked else request.body
-    raw: bytes = stream.read(MAX_BODY_BYTES + 1)
+    try:
+        raw: bytes = stream.read(MAX_BODY_BYTES + 1)
+    except ValueError as exc:  # cheroot's chunked decoding: a bad size line or terminator
+        # The server closes the connection after this answer (the rest of the body is unread).
+        json_error(400, f"malformed chunked body: {exc}")
     if len(raw) > MAX_BODY_BYTES:
         json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
     return raw
@@ -206,6 +210,11 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
                 # and the same request can succeed later.
                 log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
                 json_error(503, str(exc), {"Retry-After": "5"})
+            except DatabaseDamagedError as exc:
+                # Corrupted or truncated under us: retrying cannot help, so a 500 that says
+                # so, not a 503 (SQLite's text names no data, only the damage).
+                log.error("%s %s: %s", bottle.request.method, bottle.request.path, exc)
+                json_error(500, str(exc))
             except Exception as exc:
                 log.error("internal error on %s %s: %s", bottle.request.method,
                           bottle.request.path, type(exc).__name__)
@@ -262,10 +271,10 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
         limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_param("offset", 0, 0, MAX_OFFSET)
         try:
-            tasks, total = service.list_tasks(status, action, limit, offset)
+            tasks, total = service.list_json(status, action, limit, offset)
         except ValidationError as exc:  # an unknown status
             json_error(400, str(exc))
-        listed = ",".join(t.to_json() for t in tasks)
+        listed = ",".join(tasks)
         json_text_response(
             200, f'{{"tasks":[{listed}],"count":{len(tasks)},"total":{total}}}'
         )

@@ -9,17 +9,80 @@ port, before anything else starts; ``stop()`` closes the socket and frees the po
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import threading
 from typing import Any
 
-from cheroot import wsgi
+from cheroot import errors, server, wsgi
 
 log = logging.getLogger("taskdesk.api")
 
 
 class ApiStartError(Exception):
     """The server could not listen; the message names the address and the cause."""
+
+
+# The error message for statuses whose cheroot text is empty ("405", "501") or says nothing
+# ("505 ... Cannot fulfill request"), or, for a 500, may describe our internals.
+_PLAIN_MESSAGES = {
+    405: "method not allowed",  # CONNECT: this is not a proxy
+    408: "request timeout: the request was not sent in full in time",
+    500: "internal server error",
+    501: "unsupported Transfer-Encoding: only chunked is accepted",
+    503: "service unavailable",
+    505: "HTTP version not supported: use HTTP/1.1 or HTTP/1.0",
+}
+
+
+class _JsonErrorRequest(server.HTTPRequest):
+    """Answers the requests cheroot refuses itself in the API's error format.
+
+    cheroot answers what it cannot parse or take (a malformed request line, header or
+    Content-Length, an unknown Transfer-Encoding, a request line or headers over the limit,
+    HTTP/2, a timeout mid-request) before the app sees it, through ``simple_response``, in
+    text/plain. Every API error is ``{"error": ...}`` JSON, so for statuses of 400 and up this
+    writes what cheroot 11.1's ``simple_response`` writes (the same status line, Connection:
+    close and close_connection on a 413 or 414) with a JSON body. Anything below 400 (none in
+    cheroot 11.1: its 100 Continue is written elsewhere) goes to cheroot unchanged. It also
+    closes the connection after a chunked body the app did not read to its end.
+    """
+
+    def simple_response(self, status: object, msg: str = "") -> None:
+        status_line = str(status)
+        code = int(status_line[:3]) if status_line[:3].isdigit() else 0
+        if code < 400:
+            super().simple_response(status, msg)
+            return
+        text = msg.decode("latin-1") if isinstance(msg, bytes) else str(msg)
+        message = _PLAIN_MESSAGES.get(code) or text or status_line[4:] or "error"
+        # Compact, like the app's errors; ASCII, so Content-Length is its length in bytes.
+        body = json.dumps({"error": message}, separators=(",", ":")).encode()
+        head = [f"{self.server.protocol} {status_line}", f"Content-Length: {len(body)}",
+                "Content-Type: application/json"]
+        if code in (413, 414):
+            self.close_connection = True
+            if self.response_protocol == "HTTP/1.1":
+                head.append("Connection: close")
+        try:
+            self.conn.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError as exc:
+            if exc.args[0] not in errors.socket_errors_to_ignore:
+                raise
+
+
+    def send_headers(self) -> None:
+        # A chunked body the app did not read to its end (refused before reading it, say
+        # with a 415, or malformed): its rest would be read as the next request on this
+        # connection. cheroot drains only an unread Content-Length body; close instead.
+        rfile = getattr(self, "rfile", None)
+        if self.chunked_read and not getattr(rfile, "closed", True):
+            self.close_connection = True
+        super().send_headers()
+
+
+class _JsonErrorConnection(server.HTTPConnection):
+    RequestHandlerClass = _JsonErrorRequest
 
 
 class ApiServer:
@@ -29,8 +92,13 @@ class ApiServer:
         self.host = host
         self.requested_port = port
         self._server = wsgi.Server((host, port), app, numthreads=threads, request_queue_size=1024)
-        # No cheroot limit (its 413 is plain text): the app answers a declared Content-Length
-        # over 1 MiB with a JSON 413 and reads at most 1 MiB + 1 byte of a chunked body.
+        # cheroot's own error answers in JSON, like the app's (see _JsonErrorRequest). Its one
+        # other answer, a 503 when its queue of accepted connections is full, uses the base
+        # HTTPRequest; that queue is unbounded here (accepted_queue_size=-1), so it never is.
+        self._server.ConnectionClass = _JsonErrorConnection
+        # No cheroot body limit (its 413 would not say the limit): the app answers a declared
+        # Content-Length over 1 MiB with a JSON 413 and reads at most 1 MiB + 1 byte of a
+        # chunked body.
         self._server.max_request_body_size = 0
         # A thread waits for a whole request on each connection it takes, so idle or stalled
         # clients (a crashed script, a browser's preconnects) each hold one until this timeout.

@@ -25,6 +25,7 @@ class Settings:
     workers: int
     prefetch: int
     work_delay: float
+    task_timeout: float
     max_attempts: int
     retry_backoff: float
     token: str | None
@@ -91,11 +92,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="SQLite database file (default: %(default)s)")
     parser.add_argument("--workers", type=_bounded(int, 1, 64), default=env("workers", "2"),
                         help="worker threads (default 2)")
-    parser.add_argument("--prefetch", type=_bounded(int, 1, 10000), default=env("prefetch", "5"),
-                        help="task ids held in memory ahead of the workers (default 5)")
+    parser.add_argument("--prefetch", type=_bounded(int, 1, 10000), default=env("prefetch", "64"),
+                        help="task ids held in memory ahead of the workers (default 64)")
     parser.add_argument("--work-delay", type=_bounded(float, 0, 3600),
                         default=env("work-delay", "0.1"),
                         help="seconds of simulated work per task, as in the tutorial (default 0.1)")
+    parser.add_argument("--task-timeout", type=_bounded(float, 0.1, 86400),
+                        default=env("task-timeout", "300"),
+                        help="seconds an action may run before its attempt is ended as failed "
+                        "and its worker replaced (default 300)")
     parser.add_argument("--max-attempts", type=_bounded(int, 1, 100),
                         default=env("max-attempts", "3"),
                         help="attempts before a task is failed for good (default 3)")
@@ -133,6 +138,7 @@ def parse_settings(
         workers=ns.workers,
         prefetch=ns.prefetch,
         work_delay=ns.work_delay,
+        task_timeout=ns.task_timeout,
         max_attempts=ns.max_attempts,
         retry_backoff=ns.retry_backoff,
         token=token,

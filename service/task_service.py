@@ -23,7 +23,7 @@ from service.actions import ActionRegistry, default_registry
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
 from service.json_limits import may_be_unstorable, unstorable
 from service.metrics import RateHistory
-from storage import STATUSES, Task, TaskStore
+from storage import STATUSES, Finish, Task, TaskStore
 
 log = logging.getLogger("taskdesk.service")
 
@@ -45,6 +45,16 @@ class TaskEvent:
 
 
 Listener = Callable[[TaskEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What running a claimed task came to, not yet stored: *finish* says how to store it;
+    *error_type* names the exception of a failed attempt (for the log)."""
+
+    task: Task
+    finish: Finish
+    error_type: str = ""
 
 
 def dumps(value: Any) -> str:
@@ -72,6 +82,11 @@ class TaskService:
         self.rates = RateHistory()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
+
+    def now(self) -> float:
+        """The clock, kept to the 15 significant digits JSON shows of a time (10 µs today),
+        so that a time read back through the API equals the one stored."""
+        return float(format(self.clock(), ".15g"))
 
     # -- change notification ------------------------------------------------------------------
 
@@ -128,7 +143,7 @@ class TaskService:
     def submit(self, action: Any, data: Any = None) -> Task:
         """Validate and store one task as queued; the task is on disk when this returns."""
         action, data_json = self.validate(action, data)
-        task = self.store.add(action, data_json, self.max_attempts, self.clock())
+        task = self.store.add(action, data_json, self.max_attempts, self.now())
         # DEBUG: at INFO this line alone cost about a tenth of a POST's time under load.
         log.debug("task queued id=%s action=%s", task.id, task.action)
         self._emit("submitted", task)
@@ -139,7 +154,7 @@ class TaskService:
         if copies < 1:
             raise ValidationError("copies must be at least 1")
         action, data_json = self.validate(action, data)
-        ids = self.store.add_many([(action, data_json)] * copies, self.max_attempts, self.clock())
+        ids = self.store.add_many([(action, data_json)] * copies, self.max_attempts, self.now())
         log.info("%d tasks queued action=%s", len(ids), action)
         # One event for the batch, carrying the newest task: subscribers re-read what they show.
         newest = self.store.get(ids[-1])
@@ -181,12 +196,20 @@ class TaskService:
         before_seq: int | None = None,
     ) -> tuple[list[Task], int]:
         """A page of tasks, newest first, and how many match in all (ignoring the cursor)."""
-        if status is not None and status not in STATUSES:
-            raise ValidationError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+        _check_status(status)
         tasks = self.store.list_tasks(
             status, action, limit, offset, search=search, before_seq=before_seq
         )
         return tasks, self.store.count(status, action, search=search)
+
+    def list_json(
+        self, status: str | None = None, action: str | None = None, limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[str], int]:
+        """list_tasks() with each task as its JSON text (for the API: written by SQLite)."""
+        _check_status(status)
+        texts = self.store.list_json(status, action, limit, offset)
+        return texts, self.store.count(status, action)
 
     def count_by_status(self, search: str | None = None) -> dict[str, int]:
         return self.store.count_by_status(search=search)
@@ -197,7 +220,7 @@ class TaskService:
     # -- user actions on a task ----------------------------------------------------------------
 
     def cancel(self, task_id: str) -> Task:
-        task = self.store.cancel(task_id, self.clock())
+        task = self.store.cancel(task_id, self.now())
         if task is None:
             current = self.get(task_id)
             raise InvalidTransitionError(task_id, current.status, "cancel", "queued tasks can be")
@@ -207,7 +230,7 @@ class TaskService:
 
     def cancel_many(self, task_ids: Sequence[str]) -> list[Task]:
         """Cancel those of *task_ids* that are queued (one write); return the cancelled ones."""
-        tasks = self.store.cancel_many(task_ids, self.clock())
+        tasks = self.store.cancel_many(task_ids, self.now())
         for task in tasks:
             log.info("task cancelled id=%s action=%s", task.id, task.action)
             self._emit("cancelled", task)
@@ -234,7 +257,7 @@ class TaskService:
 
     def recover(self) -> int:
         """Put tasks a stopped process left running back in the queue (start-up only)."""
-        n = self.store.recover_running(self.clock())
+        n = self.store.recover_running(self.now())
         if n:
             log.warning("%d task(s) were running when Taskdesk last stopped; re-queued", n)
         return n
@@ -243,15 +266,15 @@ class TaskService:
 
     def claim(self, task_id: str) -> Task | None:
         """Claim a queued task for a worker; None if it was cancelled or taken meanwhile."""
-        task = self.store.claim(task_id, self.clock())
-        if task is not None:
-            log.info("processing task id=%s action=%s attempt=%d/%d",
-                     task.id, task.action, task.attempts, task.max_attempts)
-            self._emit("started", task)
-        return task
+        claimed = self.settle([], [task_id])[1]
+        return claimed[0] if claimed else None
 
     def execute(self, task: Task) -> Task | None:
         """Run a claimed task's action and store the outcome; returns the stored task."""
+        return self.settle([self.run(task)], [])[0][0]
+
+    def run(self, task: Task) -> Outcome:
+        """Run a claimed task's action; what it came to is stored later, by settle()."""
         try:
             result = self.registry.get(task.action).handler(task.data)
         except BaseException as exc:  # even sys.exit() in an action: a failure, not a dead worker
@@ -267,15 +290,55 @@ class TaskService:
         except Exception as exc:  # whatever the result does while encoded, it is its fault
             # The same input gives the same result: trying again cannot help.
             return self._attempt_failed(task, exc, retry=False, prefix="cannot store result: ")
-        done = self.store.complete(task.id, result_json, self.clock())
-        if done is None:
-            log.warning("task %s was no longer running when it completed; result dropped", task.id)
-            return None
-        log.info("task completed id=%s action=%s", done.id, done.action)
-        log.debug("task result id=%s result=%s", done.id, result_json)
-        self.rates.record(completed=1)
-        self._emit("completed", done)
-        return done
+        return Outcome(task, Finish(task.id, "completed", result_json, self.now()))
+
+    def timed_out(self, task: Task, seconds: float) -> Outcome:
+        """The outcome of an attempt whose action ran past the task timeout: failed, retried
+        while attempts remain (the next try may be quicker)."""
+        error = TimeoutError(f"the action did not finish within {seconds:g} s")
+        return self._attempt_failed(task, error, retry=True)
+
+    def settle(
+        self, outcomes: Sequence[Outcome], claim_ids: Sequence[str]
+    ) -> tuple[list[Task | None], list[Task]]:
+        """Store *outcomes* and claim those of *claim_ids* still queued, in one write.
+
+        Returns the finished tasks as stored (None for one that was no longer running, e.g.
+        after a restart recovered it) and the claimed tasks, oldest first.
+        """
+        stored, claimed = self.store.settle(
+            [o.finish for o in outcomes], claim_ids, self.now()
+        )
+        for outcome, task in zip(outcomes, stored, strict=True):
+            self._report(outcome, task)
+        for task in claimed:
+            log.info("processing task id=%s action=%s attempt=%d/%d",
+                     task.id, task.action, task.attempts, task.max_attempts)
+            self._emit("started", task)
+        return stored, claimed
+
+    def _report(self, outcome: Outcome, task: Task | None) -> None:
+        if task is None:
+            log.warning("task %s was no longer running when its attempt ended; outcome dropped",
+                        outcome.task.id)
+            return
+        if task.status == "completed":
+            log.info("task completed id=%s action=%s", task.id, task.action)
+            log.debug("task result id=%s result=%s", task.id, outcome.finish.text)
+            self.rates.record(completed=1)
+            self._emit("completed", task)
+            return
+        # The error text can quote task data, which is logged only at DEBUG.
+        if task.status == "failed":
+            log.warning("task failed id=%s action=%s attempts=%d error_type=%s",
+                        task.id, task.action, task.attempts, outcome.error_type)
+            self.rates.record(failed=1)
+        else:
+            log.warning("task attempt failed id=%s action=%s attempt=%d/%d retry_in=%.1fs "
+                        "error_type=%s", task.id, task.action, task.attempts, task.max_attempts,
+                        outcome.finish.when - self.now(), outcome.error_type)
+        log.debug("task error id=%s error=%s", task.id, outcome.finish.text)
+        self._emit(task.status if task.status == "failed" else "requeued", task)
 
     def release(self, task: Task, error: BaseException | None = None) -> Task | None:
         """Give a claimed task back to the queue without counting the attempt.
@@ -284,7 +347,7 @@ class TaskService:
         could not store the outcome (*error* set: due after a backoff). Neither is the task's
         fault, so neither uses up one of its attempts.
         """
-        run_after = self.clock() + (self.backoff(max(1, task.attempts)) if error else 0.0)
+        run_after = self.now() + (self.backoff(max(1, task.attempts)) if error else 0.0)
         message = None if error is None else f"cannot store outcome: {_describe(error)}"
         released = self.store.release(task.id, run_after, message)
         if released is not None:
@@ -295,7 +358,7 @@ class TaskService:
     def shift_retries(self, seconds: float) -> None:
         """Move pending retry times by *seconds* (negative: earlier), after the wall clock was
         set back, so that retries are not held for as long as the clock went back."""
-        n = self.store.shift_retry_times(seconds, self.clock())
+        n = self.store.shift_retry_times(seconds, self.now())
         if n:
             log.warning("the clock was set back %.0f s; %d pending retr%s moved with it",
                         -seconds, n, "y" if n == 1 else "ies")
@@ -307,28 +370,18 @@ class TaskService:
 
     def _attempt_failed(
         self, task: Task, exc: BaseException, *, retry: bool, prefix: str = ""
-    ) -> Task | None:
+    ) -> Outcome:
         error = prefix + _describe(exc)
-        # The error text can quote task data, which is logged only at DEBUG.
         kind = type(exc).__name__
         if not retry or task.attempts >= task.max_attempts:
-            failed = self.store.fail(task.id, error, self.clock())
-            if failed is not None:
-                log.warning("task failed id=%s action=%s attempts=%d error_type=%s",
-                            task.id, task.action, task.attempts, kind)
-                log.debug("task error id=%s error=%s", task.id, error)
-                self.rates.record(failed=1)
-                self._emit("failed", failed)
-            return failed
-        delay = self.backoff(task.attempts)
-        queued = self.store.requeue(task.id, error, self.clock() + delay)
-        if queued is not None:
-            log.warning("task attempt failed id=%s action=%s attempt=%d/%d retry_in=%.1fs "
-                        "error_type=%s", task.id, task.action, task.attempts, task.max_attempts,
-                        delay, kind)
-            log.debug("task error id=%s error=%s", task.id, error)
-            self._emit("requeued", queued)
-        return queued
+            return Outcome(task, Finish(task.id, "failed", error, self.now()), kind)
+        run_after = self.now() + self.backoff(task.attempts)
+        return Outcome(task, Finish(task.id, "queued", error, run_after), kind)
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise ValidationError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
 
 
 def _describe(exc: BaseException) -> str:

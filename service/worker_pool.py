@@ -18,20 +18,42 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from PySide6.QtCore import QRunnable, QThreadPool
 
-from service.task_service import TaskEvent, TaskService
-from storage import Task
+from service.task_service import Outcome, TaskEvent, TaskService
+from storage import DatabaseError, Task
 
 log = logging.getLogger("taskdesk.workers")
 
 # Longest the feeder sleeps without being woken: a safety net, should a wake-up ever be
 # missed, that costs one indexed query every two seconds when idle.
 IDLE_POLL_SECONDS = 2.0
+# A worker claims as many tasks at once as it can run in this long (at least one).
+BATCH_SECONDS = 0.005
+# A task that runs longer than this ends its batch: the rest go back to the queue.
+SLOW_SECONDS = 4 * BATCH_SECONDS
 # How long a worker crash keeps /health "degraded".
 RECENT_SECONDS = 60.0
+
+
+class _Held:
+    """The tasks a worker holds: claimed and not yet run, running, run and not yet stored.
+    Kept where a crash of the worker can find them, to give them back."""
+
+    __slots__ = ("abandoned", "busy", "claimed", "finished", "running", "since")
+
+    def __init__(self) -> None:
+        self.claimed: deque[Task] = deque()
+        self.running: Task | None = None
+        self.since = 0.0  # when the running task started (monotonic)
+        self.finished: list[Outcome] = []
+        self.busy = False  # counted in WorkerPool.busy
+        # Its action ran past the task timeout: the task was ended and another worker put
+        # in its place; this one leaves when (if ever) the action returns.
+        self.abandoned = False
 
 
 class _Runner(QRunnable):
@@ -57,6 +79,7 @@ class WorkerPool:
         prefetch: int = 5,
         work_delay: float = 0.1,
         *,
+        task_timeout: float = 300.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1 or prefetch < 1 or work_delay < 0:
@@ -65,13 +88,18 @@ class WorkerPool:
         self.workers = workers
         self.prefetch = prefetch
         self.work_delay = work_delay
+        self.task_timeout = task_timeout
+        self._stuck = 0  # abandoned workers whose action has not returned yet
         self._ids: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._inflight: set[str] = set()  # fed and not finished (in the queue or running)
         self._backlog_clear = False  # the feeder's last look found nothing more to feed
         self._waiting = 0  # ids in the queue not yet taken by a worker
         self._busy = 0
-        self._current: dict[int, Task] = {}  # worker thread → the task it has claimed
+        self._held: dict[int, _Held] = {}  # worker thread → the tasks it holds
+        self._max_batch = max(1, prefetch // workers)
+        # How long running an action takes, on average; until measured, assume a batch's worth.
+        self._run_seconds = BATCH_SECONDS
         # Claimed tasks whose hand-back to the queue failed (database unavailable); the feeder
         # retries, so they run again once the database is back instead of staying `running`.
         self._stranded: dict[str, tuple[Task, Exception | None]] = {}
@@ -172,7 +200,12 @@ class WorkerPool:
                 if backwards:
                     self.service.shift_retries(-backwards)
                 self._hand_back_stranded()
+                self._end_stuck_tasks()
                 timeout = self._feed_once()
+            except DatabaseError as exc:
+                # Locked, full, unwritable or damaged: already on /health; no traceback.
+                log.warning("feeder: %s; trying again", exc)
+                timeout = IDLE_POLL_SECONDS
             except Exception:
                 log.exception("feeder could not read the queue; trying again")
                 timeout = IDLE_POLL_SECONDS
@@ -209,54 +242,161 @@ class WorkerPool:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def _work_loop(self) -> None:
-        while True:
-            task_id = self._ids.get()
-            if task_id is None:
-                return
-            with self._lock:
-                self._waiting -= 1
-                self._busy += 1
-                refill = not self._backlog_clear
-            if refill:
-                self._wake.set()  # room in the queue for tasks the feeder has not fed yet
-            try:
-                self._run_one(task_id)
-            finally:
-                with self._lock:
-                    self._busy -= 1
-                    self._inflight.discard(task_id)
-                    # A task requeued at once was skipped while in flight: look again.
-                    refill = not self._backlog_clear
-                if refill:
-                    self._wake.set()
+    def _batch_size(self) -> int:
+        """How many tasks a worker claims at once: as many as it can run in BATCH_SECONDS.
 
-    def _run_one(self, task_id: str) -> None:
-        if self._stopping.is_set():
-            return
+        Claiming a batch and storing its outcomes together with claiming the next costs one
+        commit per batch instead of two per task. With the tutorial's 100 ms of work that is
+        one task (so `running` means running); with instant tasks it is many.
+        """
+        per_task = self.work_delay + self._run_seconds
+        if per_task <= 0:
+            return self._max_batch
+        return max(1, min(self._max_batch, int(BATCH_SECONDS / per_task)))
+
+    def _take(self, block: bool) -> list[str] | None:
+        """Ids for the next batch: waits for one if *block*, then takes what is waiting, up to
+        the batch size. None when the pool is stopping."""
         try:
-            task = self.service.claim(task_id)
-        except Exception:
-            log.exception("cannot claim task id=%s; it stays queued", task_id)
-            return
-        if task is None:
-            return  # cancelled or claimed elsewhere since it was fed
-        me = threading.get_ident()
-        with self._lock:
-            self._current[me] = task
-        # Interruptible, so that stopping does not wait for simulated work.
-        if self.work_delay and self._stopping.wait(self.work_delay):
-            self._give_back(task, None)
-        else:
+            first = self._ids.get(block)
+        except queue.Empty:
+            return []
+        if first is None:
+            return None
+        ids = [first]
+        size = self._batch_size()
+        while len(ids) < size:
             try:
-                self.service.execute(task)
-            except Exception as exc:
-                # Not the action (its failures are handled in execute) but storing its
-                # outcome, e.g. the disk is full: queue the task again, not leave it running.
-                log.warning("cannot store the outcome of task id=%s: %s", task.id, exc)
-                self._give_back(task, exc)
+                more = self._ids.get(False)
+            except queue.Empty:
+                break
+            if more is None:  # another worker's signal to stop: leave it for that worker
+                self._ids.put(None)
+                break
+            ids.append(more)
         with self._lock:
-            del self._current[me]
+            self._waiting -= len(ids)
+            refill = not self._backlog_clear
+        if refill:
+            self._wake.set()  # room in the queue for tasks the feeder has not fed yet
+        return ids
+
+    def _work_loop(self) -> None:
+        me = _Held()
+        with self._lock:
+            self._held[threading.get_ident()] = me
+        while not me.abandoned:
+            if not me.claimed:
+                ids = self._take(block=not me.finished)
+                if ids is None:
+                    self._settle(me, [])
+                    break
+                self._settle(me, ids)
+                continue
+            task = me.running = me.claimed.popleft()
+            me.since = self._monotonic()  # the simulated work counts towards the timeout
+            # Interruptible, so that stopping does not wait for simulated work.
+            if self._stopping.is_set() or (
+                self.work_delay and self._stopping.wait(self.work_delay)
+            ):
+                me.running = None
+                self._give_back(task, None)
+                self._done([task.id], me)
+                continue
+            started = time.perf_counter()
+            outcome = self.service.run(task)
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                me.running = None
+                if me.abandoned:
+                    self._stuck -= 1
+                    self._pool.setMaxThreadCount(self.workers + self._stuck)
+                    break  # its task was ended for it; a new worker took its place
+            me.finished.append(outcome)
+            self._run_seconds += (elapsed - self._run_seconds) / 8  # a moving average
+            if elapsed > SLOW_SECONDS and me.claimed:
+                # Longer than the batch was sized for: let other workers have the rest.
+                rest = list(me.claimed)
+                me.claimed.clear()
+                for held in rest:
+                    self._give_back(held, None)
+                self._done([t.id for t in rest], me)
+        with self._lock:
+            self._held.pop(threading.get_ident(), None)
+
+    def _settle(self, me: _Held, ids: list[str]) -> None:
+        """Store the outcomes of *me*'s finished tasks and claim *ids*, in one write."""
+        finished, me.finished = me.finished, []
+        if not finished and not ids:
+            return
+        claimed: list[Task] = []
+        try:
+            claimed = self.service.settle(finished, ids)[1]
+        except Exception as exc:
+            # Not the actions (their failures are outcomes) but storing them, e.g. the disk is
+            # full: queue the tasks again rather than leave them running. Tasks among *ids*
+            # were not claimed and stay queued.
+            if finished:
+                log.warning("cannot store the outcome of %d task(s): %s", len(finished), exc)
+            else:
+                log.warning("cannot claim %d task(s), they stay queued: %s", len(ids), exc)
+            for outcome in finished:
+                self._give_back(outcome.task, exc)
+        me.claimed.extend(claimed)
+        if self._stopping.is_set():
+            for task in me.claimed:
+                self._give_back(task, None)
+            me.claimed.clear()
+        running = {task.id for task in me.claimed}
+        self._done([o.task.id for o in finished] + [i for i in ids if i not in running], me)
+
+    def _done(self, task_ids: list[str], me: _Held) -> None:
+        """Forget tasks that are no longer in flight, and count *me* busy while it holds any."""
+        with self._lock:
+            self._inflight.difference_update(task_ids)
+            busy = bool(me.claimed)
+            if busy != me.busy:
+                self._busy += 1 if busy else -1
+                me.busy = busy
+            # A task requeued at once was skipped while in flight: look again.
+            refill = not self._backlog_clear
+        if refill and task_ids:
+            self._wake.set()
+
+    def _end_stuck_tasks(self) -> None:
+        """End tasks whose action has run past the task timeout, and replace their workers.
+
+        A Python thread cannot be stopped from outside: the worker stays blocked in the action
+        but no longer counts; if the action ever returns, its outcome is dropped.
+        """
+        now = self._monotonic()
+        with self._lock:
+            stuck = [
+                (me, me.running) for me in self._held.values()
+                if me.running is not None and not me.abandoned
+                and now - me.since > self.task_timeout
+            ]
+            for me, _ in stuck:
+                me.abandoned = True
+                self._stuck += 1
+        for me, task in stuck:
+            assert task is not None
+            log.warning("task id=%s action=%s has run for more than %.0f s; ending its attempt "
+                        "and starting another worker", task.id, task.action, self.task_timeout)
+            outcome = self.service.timed_out(task, self.task_timeout)
+            try:
+                self.service.settle([outcome], [])
+            except Exception as exc:
+                self._give_back(task, exc)
+            with self._lock:
+                rest = list(me.claimed)  # the rest of its batch, claimed but not run
+                me.claimed.clear()
+                self._pool.setMaxThreadCount(self.workers + self._stuck)
+            for held in rest:
+                self._give_back(held, None)
+            self._done([task.id, *(t.id for t in rest)], me)
+            if not self._stopping.is_set():
+                self._pool.start(_Runner(self))
 
     def _give_back(self, task: Task, error: Exception | None) -> None:
         try:
@@ -277,10 +417,17 @@ class WorkerPool:
 
     def _worker_died(self) -> None:
         with self._lock:
-            task = self._current.pop(threading.get_ident(), None)
+            me = self._held.pop(threading.get_ident(), None)
             self._worker_deaths.append(self._monotonic())
-        if task is not None:
-            self._give_back(task, None)
+        if me is not None:
+            running = [] if me.running is None else [me.running]
+            tasks = [*running, *me.claimed, *(o.task for o in me.finished)]
+            me.claimed.clear()
+            me.finished.clear()
+            me.running = None
+            for task in tasks:
+                self._give_back(task, None)
+            self._done([t.id for t in tasks], me)
         if not self._stopping.is_set():
             self._pool.start(_Runner(self))
             log.warning("started a replacement worker")
@@ -298,6 +445,9 @@ class WorkerPool:
                          f"{RECENT_SECONDS:.0f} s")
         if stranded:
             found.append(f"{stranded} task(s) could not be handed back to the queue yet")
+        if self._stuck:
+            found.append(f"{self._stuck} worker(s) stuck in an action that ran past the task "
+                         f"timeout ({self.task_timeout:g} s); replaced")
         return found
 
 

@@ -4,6 +4,7 @@ Nothing here knows about Qt or HTTP; every SQL statement of the product lives in
 """
 
 from storage.connection import (
+    DatabaseDamagedError,
     DatabaseError,
     SchemaTooNewError,
     StorageUnavailableError,
@@ -11,12 +12,14 @@ from storage.connection import (
 )
 from storage.migrations import LATEST_VERSION, MigrationError, migrate
 from storage.models import STATUSES, Task, TaskStatus
-from storage.task_store import TaskStore
+from storage.task_store import Finish, TaskStore
 
 __all__ = [
     "LATEST_VERSION",
     "STATUSES",
+    "DatabaseDamagedError",
     "DatabaseError",
+    "Finish",
     "MigrationError",
     "SchemaTooNewError",
     "StorageUnavailableError",

@@ -22,6 +22,48 @@ class StorageUnavailableError(DatabaseError):
     Nothing was changed; the same request can succeed later."""
 
 
+class DatabaseDamagedError(DatabaseError):
+    """The database file is damaged ("database disk image is malformed", "file is not a
+    database"): retrying cannot help; it must be restored from a backup."""
+
+
+# SQLite's primary result codes for a file whose content is not a valid database.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def damage_in(exc: BaseException | None) -> sqlite3.DatabaseError | None:
+    """SQLite's error saying the database file is damaged (not busy, full or locked), if that
+    is what *exc* is or was raised from; None otherwise."""
+    while exc is not None:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.DatabaseError) and isinstance(code, int) and (
+            code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+        ):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise DatabaseDamagedError, naming *path* and what is wrong, if SQLite's quick_check
+    finds the database damaged. It only reads, but it reads every page (about a second per
+    million tasks), so it runs when there is a reason to doubt the file."""
+    try:
+        found = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if damage_in(exc) is None:
+            raise DatabaseError(f"cannot check database {path}: {exc}") from exc
+        found = [str(exc)]
+    if found != ["ok"]:
+        raise DatabaseDamagedError(_damaged(path, "; ".join(found)))
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (f"database {path} is damaged ({detail}); Taskdesk will not use it. Restore it "
+            "from a backup (or salvage its tasks with the sqlite3 tool's .recover) and start "
+            "again.")
+
+
 class SchemaTooNewError(DatabaseError):
     """The database was written by a newer Taskdesk than this one."""
 
@@ -74,6 +116,8 @@ def open_connection(
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_CORRUPT:
+            raise DatabaseDamagedError(_damaged(path, str(exc))) from exc
         raise DatabaseError(f"cannot use database {path}: {exc}") from exc
     except SchemaTooNewError:
         conn.close()

@@ -122,15 +122,38 @@ class Task:
 
 
 def _json(value: str | int | float | None) -> str:
-    """One scalar as JSON, as json.dumps would write it, without its per-call set-up (a
-    listing writes nine per task)."""
+    """One scalar as JSON, as SQLite's json_quote() writes it (see TASK_JSON_SQL), without
+    json.dumps' per-call set-up (a task has nine)."""
     if value is None:
         return "null"
     if isinstance(value, str):
-        return encode_basestring(value)
+        return encode_basestring(value)  # the same escapes as json_quote
     if isinstance(value, int):
         return int.__repr__(value)
-    return float.__repr__(value)  # times: always finite
+    return _float_json(value)
+
+
+def _float_json(value: float) -> str:
+    """A time as SQLite writes a REAL in JSON: 15 significant digits (10 µs for times of
+    this century), always with a fraction or an exponent. Times are always finite."""
+    text = format(value, ".15g")
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return (mantissa if "." in mantissa else mantissa + ".0") + "e" + exponent
+    return text if "." in text else text + ".0"
+
+
+# A task row as the JSON text Task.to_json() writes, character for character, computed by
+# SQLite: a listing of 100 tasks then costs a quarter of what building them in Python does.
+TASK_JSON_SQL = (
+    "'{\"id\":' || json_quote(id) || ',\"action\":' || json_quote(action)"
+    " || ',\"data\":' || data || ',\"status\":' || json_quote(status)"
+    " || ',\"result\":' || coalesce(result, 'null') || ',\"error\":' || json_quote(error)"
+    " || ',\"attempts\":' || attempts || ',\"max_attempts\":' || max_attempts"
+    " || ',\"created_at\":' || json_quote(created_at)"
+    " || ',\"started_at\":' || json_quote(started_at)"
+    " || ',\"processed_at\":' || json_quote(processed_at) || '}'"
+)
 
 
 def _loads(text: str | None) -> Any:

@@ -15,14 +15,35 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from storage.connection import StorageUnavailableError, Synchronous, open_connection
-from storage.models import STATUSES, TASK_COLUMNS, Task, TaskStatus
+from storage.connection import (
+    DatabaseDamagedError,
+    StorageUnavailableError,
+    Synchronous,
+    damage_in,
+    open_connection,
+)
+from storage.models import STATUSES, TASK_COLUMNS, TASK_JSON_SQL, Task, TaskStatus
 from storage.writer import WriteBatcher
 
 T = TypeVar("T")
+
+FinishStatus = Literal["completed", "queued", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How a running task's attempt ended, to be stored: ``completed`` with the result JSON in
+    *text* at time *when*; ``queued`` again with the error in *text*, due at *when*; or
+    ``failed`` for good with the error in *text* at time *when*."""
+
+    task_id: str
+    status: FinishStatus
+    text: str
+    when: float
 
 
 class TaskStore:
@@ -36,6 +57,10 @@ class TaskStore:
         self._writer = WriteBatcher(path, synchronous)
         # Why the database could not be used, until a write succeeds again (for /health).
         self.problem: str | None = None
+        # What is wrong with the file once SQLite has found it damaged: from then on nothing
+        # is written to it (writing into a damaged database can spread the damage).
+        self.damage: str | None = None
+        self.on_damage: Callable[[str], None] | None = None  # told once, with the message
 
     # -- connections -------------------------------------------------------------------------
 
@@ -65,15 +90,38 @@ class TaskStore:
         except sqlite3.OperationalError as exc:
             self.problem = f"cannot read database {self.path}: {exc}"
             raise StorageUnavailableError(self.problem) from exc
+        except (sqlite3.DatabaseError, DatabaseDamagedError) as exc:
+            self._note_damage(exc)
+            raise
 
     def _write(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        if self.damage is not None:
+            raise DatabaseDamagedError(self.damage)
         try:
             result = self._writer.execute(write)
         except StorageUnavailableError as exc:
             self.problem = str(exc)
             raise
+        except sqlite3.DatabaseError as exc:
+            self._note_damage(exc)
+            raise
         self.problem = None
         return result
+
+    def _note_damage(self, exc: Exception) -> None:
+        """If *exc* says the file is damaged, remember it and raise DatabaseDamagedError."""
+        found = damage_in(exc)  # also SQLite's error behind open_connection's
+        if found is not None:
+            message = f"database {self.path} is damaged: {found}"
+        elif isinstance(exc, DatabaseDamagedError):
+            message = str(exc)
+        else:
+            return
+        first = self.damage is None
+        self.damage = message
+        if first and self.on_damage is not None:
+            self.on_damage(message)
+        raise DatabaseDamagedError(message) from exc
 
     def _one(self, sql: str, params: Sequence[object] = ()) -> Task | None:
         rows = self._read(sql, params)
@@ -108,37 +156,75 @@ class TaskStore:
         ))
         return [row[0] for row in rows]
 
+    _CLAIM = (
+        f"UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
+        f"attempts = attempts + 1 "
+        f"WHERE id IN (SELECT value FROM json_each(?)) AND status = 'queued' "
+        f"RETURNING {TASK_COLUMNS}"
+    )
+    # How a running task's attempt ends, by the status it ends in; each takes
+    # (result or error, processed_at or run_after, id).
+    _FINISH: ClassVar[dict[str, str]] = {
+        "completed": (
+            f"UPDATE tasks SET status = 'completed', result = ?, error = NULL, processed_at = ? "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}"
+        ),
+        "queued": (
+            f"UPDATE tasks SET status = 'queued', error = ?, run_after = ? "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}"
+        ),
+        "failed": (
+            f"UPDATE tasks SET status = 'failed', error = ?, processed_at = ? "
+            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}"
+        ),
+    }
+
     def claim(self, task_id: str, now: float) -> Task | None:
         """queued → running, counting an attempt; None if the task is no longer queued."""
-        return self._write_one(
-            f"UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
-            f"attempts = attempts + 1 WHERE id = ? AND status = 'queued' RETURNING {TASK_COLUMNS}",
-            (now, task_id),
-        )
+        claimed = self.claim_many([task_id], now)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
+        """Claim those of *task_ids* that are still queued, in one write; oldest first."""
+        return self.settle([], task_ids, now)[1]
 
     def complete(self, task_id: str, result_json: str, now: float) -> Task | None:
         """running → completed with its result."""
-        return self._write_one(
-            f"UPDATE tasks SET status = 'completed', result = ?, error = NULL, processed_at = ? "
-            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
-            (result_json, now, task_id),
-        )
+        return self._finish_one(Finish(task_id, "completed", result_json, now))
 
     def requeue(self, task_id: str, error: str, run_after: float) -> Task | None:
         """running → queued after a failed attempt; it becomes due again at *run_after*."""
-        return self._write_one(
-            f"UPDATE tasks SET status = 'queued', error = ?, run_after = ? "
-            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
-            (error, run_after, task_id),
-        )
+        return self._finish_one(Finish(task_id, "queued", error, run_after))
 
     def fail(self, task_id: str, error: str, now: float) -> Task | None:
         """running → failed for good."""
-        return self._write_one(
-            f"UPDATE tasks SET status = 'failed', error = ?, processed_at = ? "
-            f"WHERE id = ? AND status = 'running' RETURNING {TASK_COLUMNS}",
-            (error, now, task_id),
-        )
+        return self._finish_one(Finish(task_id, "failed", error, now))
+
+    def _finish_one(self, finish: Finish) -> Task | None:
+        return self.settle([finish], [], 0.0)[0][0]
+
+    def settle(
+        self, finishes: Sequence[Finish], claim_ids: Sequence[str], now: float
+    ) -> tuple[list[Task | None], list[Task]]:
+        """Store how some attempts ended and claim the next tasks, all in one write.
+
+        A worker finishing one batch and starting the next thus waits for one commit instead
+        of two. Returns each finished task as stored (None where it was no longer running) and
+        the tasks claimed, oldest first (those of *claim_ids* that were still queued).
+        """
+        ids = json.dumps(list(claim_ids)) if claim_ids else None
+
+        def write(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            stored = []
+            for f in finishes:
+                rows = conn.execute(self._FINISH[f.status], (f.text, f.when, f.task_id)).fetchall()
+                stored.append(rows[0] if rows else None)
+            claimed = conn.execute(self._CLAIM, (now, ids)).fetchall() if ids else []
+            return stored, claimed
+
+        stored, claimed = self._write(write)
+        tasks = sorted((Task.from_row(r) for r in claimed), key=lambda t: t.seq)
+        return [None if r is None else Task.from_row(r) for r in stored], tasks
 
     def release(self, task_id: str, run_after: float, error: str | None) -> Task | None:
         """running → queued, giving the attempt back (the action's outcome was not stored)."""
@@ -230,6 +316,24 @@ class TaskStore:
             (*params, limit, offset),
         )
         return [Task.from_row(r) for r in rows]
+
+    def list_json(
+        self,
+        status: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        search: str | None = None,
+        before_seq: int | None = None,
+    ) -> list[str]:
+        """list_tasks(), each task as the JSON text Task.to_json() would write."""
+        where, params = _filters(status, action, search, before_seq)
+        rows = self._read(
+            f"SELECT {TASK_JSON_SQL} FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [r[0] for r in rows]
 
     def count(
         self, status: str | None = None, action: str | None = None, *, search: str | None = None

@@ -16,11 +16,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from storage.connection import StorageUnavailableError, Synchronous, open_connection
+from storage.connection import (
+    BUSY_TIMEOUT_MS,
+    StorageUnavailableError,
+    Synchronous,
+    open_connection,
+)
 
 log = logging.getLogger("taskdesk.storage")
 
@@ -29,10 +35,13 @@ Write = Callable[[sqlite3.Connection], T]
 
 
 class _Pending(Generic[T]):
-    __slots__ = ("done", "error", "result", "write")
+    __slots__ = ("deadline", "done", "error", "result", "write")
 
     def __init__(self, write: Write[T]) -> None:
         self.write = write
+        # A write waits for another program's lock at most the busy timeout in all, however
+        # long it first waited behind a batch that was itself waiting for that lock.
+        self.deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -47,6 +56,7 @@ class WriteBatcher:
         self._leading = False  # a thread is committing a batch
         self._closed = False
         self._conn: sqlite3.Connection | None = None
+        self._busy_ms = BUSY_TIMEOUT_MS  # the connection's busy timeout now
 
     def execute(self, write: Write[T]) -> T:
         """Run *write(conn)* inside the next group commit and return its result once committed.
@@ -95,6 +105,11 @@ class WriteBatcher:
             if self._conn is None:
                 self._conn = open_connection(self.path, self.synchronous)
             conn = self._conn
+            left_ms = int((min(item.deadline for item in batch) - time.monotonic()) * 1000)
+            busy_ms = BUSY_TIMEOUT_MS if left_ms > BUSY_TIMEOUT_MS - 50 else max(0, left_ms)
+            if busy_ms != self._busy_ms:
+                conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                self._busy_ms = busy_ms
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
                 conn.execute("SAVEPOINT write")

@@ -53,8 +53,10 @@ def pool_factory(qapp: Any, service: TaskService) -> Iterator[Callable[..., Work
     """Start worker pools on the fixture service (no simulated work unless asked)."""
     pools: list[WorkerPool] = []
 
-    def start(workers: int = 2, prefetch: int = 5, work_delay: float = 0.0) -> WorkerPool:
-        pool = WorkerPool(service, workers, prefetch, work_delay)
+    def start(
+        workers: int = 2, prefetch: int = 5, work_delay: float = 0.0, **options: Any
+    ) -> WorkerPool:
+        pool = WorkerPool(service, workers, prefetch, work_delay, **options)
         pool.start()
         pools.append(pool)
         return pool

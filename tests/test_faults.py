@@ -81,16 +81,16 @@ def test_dead_worker_is_replaced_and_its_task_recovered(
     qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
     api_factory: Callable[..., Client], monkeypatch: Any,
 ) -> None:
-    original = service.execute
+    original = service.run
     calls = {"n": 0}
 
-    def execute_with_a_bug(task: Any) -> Any:
+    def run_with_a_bug(task: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise WorkerBug("boom outside the action")
         return original(task)
 
-    monkeypatch.setattr(service, "execute", execute_with_a_bug)
+    monkeypatch.setattr(service, "run", run_with_a_bug)
     pool = pool_factory(workers=1)
     client = api_factory(ApiConfig(problems=pool.problems))
     ids = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(5)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
-from storage import TaskStore
+import pytest
+
+from storage import DatabaseDamagedError, TaskStore
 
 NOW = 1_800_000_000.0
 
@@ -176,3 +179,44 @@ def test_to_json_is_to_dict_as_text(store: TaskStore) -> None:
     for task in (plain, done, failed_now):
         assert task is not None
         assert json.loads(task.to_json()) == task.to_dict()
+
+
+def test_listing_written_by_sqlite_is_to_json_character_for_character(store: TaskStore) -> None:
+    times = [NOW, NOW + 0.5, NOW + 0.123456789, 1_764_300_000.40606, 1e-3, 12.0]
+    odd = "é😀\u2028\x7f \"q\" \\ \t\n\x00\x1f end"
+    for i, when in enumerate(times):
+        task = store.add(f"act {odd}", f'{{"i":{i},"s":"x\\u0000y","n":[1.5e300,-0.0]}}', 3, when)
+        if i % 3 == 0:
+            continue  # queued: no result, no start
+        store.claim(task.id, when + 0.1)
+        if i % 3 == 1:
+            store.complete(task.id, '{"output":"ÉÉ","big":123456789012345678901234567890}',
+                           when + 0.2)
+        else:
+            store.fail(task.id, f"ValueError: {odd}", when + 0.3)
+    tasks = store.list_tasks(limit=100)
+    assert len(tasks) == len(times)
+    assert store.list_json(limit=100) == [t.to_json() for t in tasks]
+    assert store.list_json("failed") == [t.to_json() for t in store.list_tasks("failed")]
+
+
+def test_damage_found_once_is_remembered_and_nothing_more_is_written(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[str] = []
+    store.on_damage = told.append
+    malformed = sqlite3.DatabaseError("database disk image is malformed")
+    malformed.sqlite_errorcode = 11  # type: ignore[attr-defined]  # SQLITE_CORRUPT
+
+    def broken(write: object) -> None:
+        raise malformed
+
+    monkeypatch.setattr(store._writer, "execute", broken)
+    with pytest.raises(DatabaseDamagedError, match="is damaged: database disk image is malformed"):
+        store.add("x", "{}", 3, NOW)
+    monkeypatch.undo()
+    # The writer works again, but the file is known to be damaged: no write reaches it.
+    with pytest.raises(DatabaseDamagedError):
+        store.add("x", "{}", 3, NOW)
+    assert store.count() == 0  # reads that do not meet the damage go on
+    assert told == [store.damage] and store.damage is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ from pytestqt.qtbot import QtBot
 from service.actions import Action
 from service.task_service import TaskService
 from service.worker_pool import WorkerPool
-from storage import TaskStore
+from storage import StorageUnavailableError, TaskStore
 
 
 def all_done(store: TaskStore, n: int) -> Callable[[], bool]:
@@ -168,16 +167,17 @@ def test_outcome_that_cannot_be_stored_is_released_and_run_again(
     qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
     monkeypatch: Any
 ) -> None:
-    original = store.complete
+    original = store.settle
     calls = {"n": 0}
 
-    def complete_once_broken(task_id: str, result_json: str, now: float) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise sqlite3.OperationalError("database or disk is full")
-        return original(task_id, result_json, now)
+    def settle_once_broken(finishes: Any, claim_ids: Any, now: float) -> Any:
+        if finishes:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StorageUnavailableError("cannot write to database: database or disk is full")
+        return original(finishes, claim_ids, now)
 
-    monkeypatch.setattr(store, "complete", complete_once_broken)
+    monkeypatch.setattr(store, "settle", settle_once_broken)
     kinds: list[str] = []
     service.subscribe(lambda e: kinds.append(e.kind))
     task = service.submit("uppercase", {"text": "again"})
@@ -200,3 +200,28 @@ def test_stop_lets_running_finish_and_leaves_the_rest_queued(
     counts = store.counts()
     assert counts["running"] == 0
     assert counts["completed"] + counts["queued"] == 40 and counts["queued"] > 0
+
+
+def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    gate = threading.Event()
+    service.registry.register(Action("hang", lambda d: gate.wait(60) and {"late": True},
+                                     lambda d: None, "blocks until the test lets it go"))
+    service.max_attempts = 1
+    hung = service.submit("hang")
+    pool = pool_factory(workers=1, task_timeout=0.3, work_delay=0.01)
+    qtbot.waitUntil(lambda: service.get(hung.id).status == "failed", timeout=10_000)
+    failed = service.get(hung.id)
+    assert failed.error == "TimeoutError: the action did not finish within 0.3 s"
+    assert any("stuck" in p for p in pool.problems())
+    # The replacement worker runs what comes next while the first is still blocked.
+    later = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(3)]
+    qtbot.waitUntil(lambda: all(service.get(i).status == "completed" for i in later),
+                    timeout=10_000)
+    assert all((service.get(i).attempts, service.get(i).error) == (1, None) for i in later)
+    # When the action finally returns, its result is dropped: the attempt was already ended.
+    gate.set()
+    qtbot.waitUntil(lambda: not any("stuck" in p for p in pool.problems()), timeout=10_000)
+    after = service.get(hung.id)
+    assert (after.status, after.result, after.attempts) == ("failed", None, 1)
