@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from pytestqt.qtbot import QtBot
 
+from service import api_server
 from service.actions import Action
 from service.api import MAX_BODY_BYTES, ApiConfig, create_app
 from service.api_server import ApiServer
@@ -890,6 +891,34 @@ def test_stalled_connections_do_not_starve_other_clients(idle: Env, partial: byt
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_threads_added_for_stalled_clients_stop_once_they_leave(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api_server, "SHRINK_AFTER", 2)
+
+    def hello(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    server = ApiServer(hello, port=0, threads=2)
+    server.start()
+    pool = server._server.requests
+
+    def alive() -> int:
+        return sum(t.is_alive() for t in pool._threads)  # type: ignore[attr-defined]
+
+    try:
+        socks = _half_requests(server.port, 4, HALF_HEADERS)  # more than its 2 threads
+        qtbot.waitUntil(lambda: pool.qsize == 2)  # both threads held, two waiting
+        assert request(server.port, "GET", "/", headers=()).status == 200
+        qtbot.waitUntil(lambda: alive() > 2)  # cheroot lists new threads once all have started
+        for sock in socks:
+            sock.close()
+        qtbot.waitUntil(lambda: alive() == 2, timeout=WAIT_MS)
+    finally:
+        server.stop()
 
 
 def test_many_connections_at_once_each_get_their_answer(idle: Env) -> None:
