@@ -25,6 +25,7 @@ class TaskTableView(QTableView):
         self.placeholder = ""
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)  # tasks are read-only
         self.setAlternatingRowColors(True)
         self.setShowGrid(False)
         self.setWordWrap(False)

@@ -271,13 +271,10 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
         limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_param("offset", 0, 0, MAX_OFFSET)
         try:
-            tasks, total = service.list_json(status, action, limit, offset)
+            listed, count, total = service.list_json(status, action, limit, offset)
         except ValidationError as exc:  # an unknown status
             json_error(400, str(exc))
-        listed = ",".join(tasks)
-        json_text_response(
-            200, f'{{"tasks":[{listed}],"count":{len(tasks)},"total":{total}}}'
-        )
+        json_text_response(200, f'{{"tasks":[{listed}],"count":{count},"total":{total}}}')
 
     @app.get("/tasks/<task_id>")
     def get_task(task_id: str) -> NoReturn:

@@ -205,11 +205,12 @@ class TaskService:
     def list_json(
         self, status: str | None = None, action: str | None = None, limit: int = 100,
         offset: int = 0,
-    ) -> tuple[list[str], int]:
-        """list_tasks() with each task as its JSON text (for the API: written by SQLite)."""
+    ) -> tuple[str, int, int]:
+        """list_tasks() for the API: the tasks as the JSON text of an array's items (written
+        by SQLite), how many there are in it, and how many match in all."""
         _check_status(status)
-        texts = self.store.list_json(status, action, limit, offset)
-        return texts, self.store.count(status, action)
+        texts, count = self.store.list_json(status, action, limit, offset)
+        return texts, count, self.store.count(status, action)
 
     def count_by_status(self, search: str | None = None) -> dict[str, int]:
         return self.store.count_by_status(search=search)

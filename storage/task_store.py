@@ -323,17 +323,22 @@ class TaskStore:
         action: str | None = None,
         limit: int = 100,
         offset: int = 0,
-        *,
-        search: str | None = None,
-        before_seq: int | None = None,
-    ) -> list[str]:
-        """list_tasks(), each task as the JSON text Task.to_json() would write."""
-        where, params = _filters(status, action, search, before_seq)
-        rows = self._read(
-            f"SELECT {TASK_JSON_SQL} FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+    ) -> tuple[str, int]:
+        """list_tasks() as the JSON text of an array's items (each task as Task.to_json()
+        writes it, separated by commas) and how many items that is.
+
+        One row, not one per task: Python's sqlite3 releases the interpreter lock around each
+        row it steps to, so a listing of 100 rows took 200 turns at the lock, and with a dozen
+        API threads listing at once each turn was a wait (16 threads listed 2.4 times slower
+        than one). The subquery's order is the order of the concatenation.
+        """
+        where, params = _filters(status, action)
+        [(text, count)] = self._read(
+            f"SELECT group_concat(task, ','), count(*) FROM (SELECT {TASK_JSON_SQL} AS task "
+            f"FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?)",
             (*params, limit, offset),
         )
-        return [r[0] for r in rows]
+        return text or "", int(count)
 
     def count(
         self, status: str | None = None, action: str | None = None, *, search: str | None = None

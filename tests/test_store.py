@@ -196,8 +196,20 @@ def test_listing_written_by_sqlite_is_to_json_character_for_character(store: Tas
             store.fail(task.id, f"ValueError: {odd}", when + 0.3)
     tasks = store.list_tasks(limit=100)
     assert len(tasks) == len(times)
-    assert store.list_json(limit=100) == [t.to_json() for t in tasks]
-    assert store.list_json("failed") == [t.to_json() for t in store.list_tasks("failed")]
+    assert store.list_json(limit=100) == (",".join(t.to_json() for t in tasks), len(tasks))
+    failed = store.list_tasks("failed")
+    assert store.list_json("failed") == (",".join(t.to_json() for t in failed), len(failed))
+    assert store.list_json("running") == ("", 0)
+
+
+def test_listing_written_by_sqlite_keeps_the_order_and_the_page(store: TaskStore) -> None:
+    store.add_many([("x", f'{{"i":{i}}}') for i in range(1500)], 3, NOW)
+    store.cancel_many([t.id for t in store.list_tasks(limit=1500)][::3], NOW)
+    for status, limit, offset in ((None, 1000, 0), (None, 100, 1400), ("cancelled", 200, 100),
+                                  ("queued", 1000, 0)):
+        tasks = store.list_tasks(status, limit=limit, offset=offset)
+        assert store.list_json(status, None, limit, offset) == (
+            ",".join(t.to_json() for t in tasks), len(tasks))
 
 
 def test_damage_found_once_is_remembered_and_nothing_more_is_written(
