@@ -21,6 +21,7 @@ from service.api_server import ApiServer
 from service.task_service import TaskService
 from service.worker_pool import WorkerPool
 from storage import TaskStore, migrate, open_connection
+from tests.proc_helpers import StartTaskdesk, TaskdeskProcess
 
 
 def make_db(path: Path) -> Path:
@@ -164,3 +165,18 @@ def unchanged(store: TaskStore) -> Iterator[None]:
     before = snapshot(store)
     yield
     assert snapshot(store) == before, "a rejected request changed the database"
+
+
+@pytest.fixture
+def start_taskdesk() -> Iterator[StartTaskdesk]:
+    """Start ``main.py`` with the given arguments; every process is killed at teardown."""
+    procs: list[TaskdeskProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> TaskdeskProcess:
+        proc = TaskdeskProcess(args, env)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()

@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,9 +225,26 @@ class Api:
             self._conn = None
 
 
-def read_rows(db: Path) -> dict[str, dict[str, Any]]:
-    """Every task row of a Taskdesk database, read straight from the file, by id."""
-    conn = sqlite3.connect(db)
+StartTaskdesk = Callable[..., TaskdeskProcess]
+
+
+def headless(db: Path, *extra: str) -> tuple[str, ...]:
+    return ("--headless", "--db", str(db), "--port", "0", *extra)
+
+
+def completed(api: Api) -> int:
+    return api.counts()["completed"]
+
+
+def read_only(db: Path) -> sqlite3.Connection:
+    """A connection that cannot change the file (for checks on a file that must stay as is)."""
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+
+def read_rows(db: Path, *, only_read: bool = False) -> dict[str, dict[str, Any]]:
+    """Every task row of a Taskdesk database, read straight from the file, by id;
+    *only_read*: through a read-only connection."""
+    conn = read_only(db) if only_read else sqlite3.connect(db)
     try:
         conn.row_factory = sqlite3.Row
         rows = conn.execute("SELECT * FROM tasks").fetchall()

@@ -21,7 +21,6 @@ import json
 import queue
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,37 +35,29 @@ import pytest
 
 from service.worker_pool import IDLE_POLL_SECONDS
 from storage.connection import BUSY_TIMEOUT_MS
-from tests.proc_helpers import TIMEOUT, Api, TaskdeskProcess, run_taskdesk
+from tests.proc_helpers import (
+    TIMEOUT,
+    Api,
+    StartTaskdesk,
+    TaskdeskProcess,
+    completed,
+    headless,
+    read_only,
+    read_rows,
+    run_taskdesk,
+)
 
 WAIT_MS = int(TIMEOUT * 1000)
 BUSY_TIMEOUT = BUSY_TIMEOUT_MS / 1000
 # A "short" lock: held this long once the writes were sent, well under the busy timeout.
 SHORT_HOLD = BUSY_TIMEOUT / 5
 
-StartTaskdesk = Callable[..., TaskdeskProcess]
 
 
-@pytest.fixture
-def start_taskdesk() -> Iterator[StartTaskdesk]:
-    """Start ``main.py`` with the given arguments; every process is killed at teardown."""
-    procs: list[TaskdeskProcess] = []
-
-    def start(*args: str) -> TaskdeskProcess:
-        proc = TaskdeskProcess(args)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
 
 
-def headless(db: Path, *extra: str) -> tuple[str, ...]:
-    return ("--headless", "--db", str(db), "--port", "0", *extra)
 
 
-def completed(api: Api) -> int:
-    return api.counts()["completed"]
 
 
 def health(api: Api) -> dict[str, Any]:
@@ -86,19 +77,8 @@ def submit(api: Api, texts: list[str]) -> dict[str, str]:
     return accepted
 
 
-def read_only(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 
 
-def read_rows_read_only(db: Path) -> dict[str, dict[str, Any]]:
-    """Every task row, read through a read-only connection (so the check cannot change it)."""
-    conn = read_only(db)
-    try:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM tasks").fetchall()
-    finally:
-        conn.close()
-    return {row["id"]: dict(row) for row in rows}
 
 
 def assert_all_done_once(rows: dict[str, dict[str, Any]], accepted: dict[str, str]) -> None:
@@ -314,7 +294,7 @@ def test_lock_held_briefly_by_another_program_delays_writes_and_loses_nothing(
     assert "database is locked" not in proc.log
     assert "Traceback" not in proc.log
 
-    rows = read_rows_read_only(db)
+    rows = read_rows(db, only_read=True)
     assert_all_done_once(rows, accepted)
     completions = ids_in_log(proc.log, "task completed")
     assert sorted(completions) == sorted(accepted), "a task was completed twice, or never"
@@ -372,7 +352,7 @@ def test_lock_held_past_the_busy_timeout_gives_503_and_work_resumes_without_rest
     assert api.counts()["cancelled"] == 0
 
     assert stop(proc) == 0, proc.log
-    rows = read_rows_read_only(db)
+    rows = read_rows(db, only_read=True)
     assert_all_done_once(rows, accepted)  # the refused POST left nothing behind
     completions = ids_in_log(proc.log, "task completed")
     assert sorted(completions) == sorted(accepted), "a task was completed twice, or never"
@@ -419,9 +399,9 @@ def test_lock_outlasting_a_hand_back_is_logged_without_tracebacks(
     holder = hold_lock(db, "EXCLUSIVE")
     # Held until a task's outcome could not be stored nor the task handed back (/health lists
     # both problems), then long enough for the feeder to retry the hand-back at least once
-    # (it looks every IDLE_POLL_SECONDS; a write waits up to twice the busy timeout).
+    # (it looks every IDLE_POLL_SECONDS; a write waits up to the busy timeout).
     qtbot.waitUntil(lambda: len(health(api)["problems"]) >= 2, timeout=WAIT_MS)
-    held_until = time.monotonic() + IDLE_POLL_SECONDS + 2 * BUSY_TIMEOUT + 1
+    held_until = time.monotonic() + IDLE_POLL_SECONDS + BUSY_TIMEOUT + 1
     qtbot.waitUntil(lambda: time.monotonic() >= held_until, timeout=WAIT_MS)
     holder.release()
     qtbot.waitUntil(lambda: completed(api) == len(accepted), timeout=WAIT_MS)
@@ -579,4 +559,4 @@ def test_database_restored_after_damage_is_checked_and_used_again(
     assert not marker_file.exists()
     assert health(again.api())["status"] == "ok"
     assert stop(again) == 0, again.log
-    assert_all_done_once(read_rows_read_only(db), accepted)
+    assert_all_done_once(read_rows(db, only_read=True), accepted)

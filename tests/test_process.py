@@ -14,41 +14,30 @@ import signal
 import socket
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.migrations import LATEST_VERSION
-from tests.proc_helpers import TIMEOUT, Api, TaskdeskProcess, read_rows, run_taskdesk
+from tests.proc_helpers import (
+    TIMEOUT,
+    StartTaskdesk,
+    TaskdeskProcess,
+    completed,
+    headless,
+    read_rows,
+    run_taskdesk,
+)
 from tests.test_migrations import TUTORIAL_SCHEMA
 
 WAIT_MS = int(TIMEOUT * 1000)
-StartTaskdesk = Callable[..., TaskdeskProcess]
 
 
-@pytest.fixture
-def start_taskdesk() -> Iterator[StartTaskdesk]:
-    """Start ``main.py`` with the given arguments; every process is killed at teardown."""
-    procs: list[TaskdeskProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> TaskdeskProcess:
-        proc = TaskdeskProcess(args, env)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
 
 
-def headless(db: Path, *extra: str) -> tuple[str, ...]:
-    return ("--headless", "--db", str(db), "--port", "0", *extra)
 
 
-def completed(api: Api) -> int:
-    return api.counts()["completed"]
 
 
 def stop_gracefully(proc: TaskdeskProcess) -> None:
