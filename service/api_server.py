@@ -119,6 +119,12 @@ class ApiServer:
         # timeout; the guard adds threads meanwhile so that they cannot starve everyone else.
         self._server.timeout = 10
         self._server.max_request_header_size = 64 * 1024
+        # No limit on idle keep-alive connections (cheroot's is 10): with one, cheroot closed a
+        # connection after its answer once 10 others waited for their next request, so busy
+        # clients kept reconnecting, and counting them took a lock shared with the serving loop
+        # on every answer (a sixth of the CPU time of a POST). An idle connection costs a file
+        # descriptor, not a thread, until the timeout closes it.
+        self._server.keep_alive_conn_limit = None  # type: ignore[assignment]  # documented: None = no limit
         # How often the serving loop looks up from accept(); stop() waits up to this long.
         self._server.expiration_interval = 0.1
         self._thread: threading.Thread | None = None

@@ -893,6 +893,25 @@ def test_stalled_connections_do_not_starve_other_clients(idle: Env, partial: byt
             sock.close()
 
 
+def test_many_keep_alive_clients_keep_their_connections(idle: Env) -> None:
+    # cheroot would close connections past its 10 idle keep-alive ones: every answer to a
+    # busy client then ended its connection.
+    conns = [http.client.HTTPConnection("127.0.0.1", idle.port, timeout=TIMEOUT)
+             for _ in range(40)]
+    try:
+        for _ in range(3):
+            for conn in conns:
+                conn.request("GET", "/health")
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 200 and resp.getheader("Connection") != "close"
+        sockets = {id(conn.sock) for conn in conns}
+        assert len(sockets) == 40 and None not in {conn.sock for conn in conns}
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_threads_added_for_stalled_clients_stop_once_they_leave(
     qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
