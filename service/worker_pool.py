@@ -43,12 +43,13 @@ class _Held:
     """The tasks a worker holds: claimed and not yet run, running, run and not yet stored.
     Kept where a crash of the worker can find them, to give them back."""
 
-    __slots__ = ("abandoned", "busy", "claimed", "finished", "running", "since")
+    __slots__ = ("abandoned", "busy", "claimed", "finished", "fresh", "running", "since")
 
     def __init__(self) -> None:
         self.claimed: deque[Task] = deque()
         self.running: Task | None = None
         self.since = 0.0  # when the running task started (monotonic)
+        self.fresh = False  # the next task is the first of a batch just claimed
         self.finished: list[Outcome] = []
         self.busy = False  # counted in WorkerPool.busy
         # Its action ran past the task timeout: the task was ended and another worker put
@@ -294,11 +295,17 @@ class WorkerPool:
                 self._settle(me, ids)
                 continue
             task = me.running = me.claimed.popleft()
-            me.since = self._monotonic()  # the simulated work counts towards the timeout
+            # A batch's first task started when its claim was written (its started_at): its
+            # simulated work runs from then, so the commit that claimed it is part of that
+            # work rather than added to it. (Later tasks of a batch start when they are run.)
+            elapsed = 0.0
+            if me.fresh and task.started_at is not None:
+                elapsed = min(max(self.service.clock() - task.started_at, 0.0), self.work_delay)
+            me.fresh = False
+            me.since = self._monotonic() - elapsed  # the work counts towards the timeout
+            delay = self.work_delay - elapsed
             # Interruptible, so that stopping does not wait for simulated work.
-            if self._stopping.is_set() or (
-                self.work_delay and self._stopping.wait(self.work_delay)
-            ):
+            if self._stopping.is_set() or (delay > 0 and self._stopping.wait(delay)):
                 me.running = None
                 self._give_back(task, None)
                 self._done([task.id], me)
@@ -329,6 +336,7 @@ class WorkerPool:
         finished, me.finished = me.finished, []
         if not finished and not ids:
             return
+        me.fresh = bool(ids)
         claimed: list[Task] = []
         try:
             claimed = self.service.settle(finished, ids)[1]

@@ -225,3 +225,16 @@ def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
     qtbot.waitUntil(lambda: not any("stuck" in p for p in pool.problems()), timeout=10_000)
     after = service.get(hung.id)
     assert (after.status, after.result, after.attempts) == ("failed", None, 1)
+
+
+def test_simulated_work_lasts_its_delay_from_the_tasks_start(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    ids = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(6)]
+    pool_factory(workers=2, work_delay=0.15)
+    qtbot.waitUntil(all_done(store, 6), timeout=10_000)
+    for task_id in ids:
+        task = service.get(task_id)
+        assert task.started_at is not None and task.processed_at is not None
+        # Times are kept to 10 µs: allow for that rounding, nothing more.
+        assert task.processed_at - task.started_at >= 0.15 - 2e-5, task
