@@ -33,6 +33,8 @@ log = logging.getLogger("taskdesk.workers")
 IDLE_POLL_SECONDS = 2.0
 # A worker claims as many tasks at once as it can run in this long (at least one).
 BATCH_SECONDS = 0.005
+# How long a worker with outcomes to store waits for the next id to claim in the same commit.
+LINGER_SECONDS = 0.001
 # A task that runs longer than this ends its batch: the rest go back to the queue.
 SLOW_SECONDS = 4 * BATCH_SECONDS
 # How long a worker crash keeps /health "degraded".
@@ -259,7 +261,9 @@ class WorkerPool:
         """Ids for the next batch: waits for one if *block*, then takes what is waiting, up to
         the batch size. None when the pool is stopping."""
         try:
-            first = self._ids.get(block)
+            # Outcomes waiting to be stored (not block): linger a moment for the next id, so
+            # that storing them and claiming it share one commit.
+            first = self._ids.get(True, None if block else LINGER_SECONDS)
         except queue.Empty:
             return []
         if first is None:
@@ -299,7 +303,7 @@ class WorkerPool:
             # simulated work runs from then, so the commit that claimed it is part of that
             # work rather than added to it. (Later tasks of a batch start when they are run.)
             elapsed = 0.0
-            if me.fresh and task.started_at is not None:
+            if me.fresh and self.work_delay and task.started_at is not None:
                 elapsed = min(max(self.service.clock() - task.started_at, 0.0), self.work_delay)
             me.fresh = False
             me.since = self._monotonic() - elapsed  # the work counts towards the timeout
