@@ -93,7 +93,10 @@ class WorkerPool:
         self.work_delay = work_delay
         self.task_timeout = task_timeout
         self._stuck = 0  # abandoned workers whose action has not returned yet
-        self._ids: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: CPython 3.11's SimpleQueue.get(timeout=...) can wait
+        # forever when its deadline passes between two of its internal waits (seen here with
+        # the 1 ms linger: a worker stuck holding a finished task's outcome).
+        self._ids: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._inflight: set[str] = set()  # fed and not finished (in the queue or running)
         self._backlog_clear = False  # the feeder's last look found nothing more to feed

@@ -180,7 +180,7 @@ class LockHolder:
             [sys.executable, "-c", HOLDER, str(db), mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
-        self._lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self._expect("locked")
         self.locked_at = time.monotonic()

@@ -42,7 +42,7 @@ def test_one_worker_runs_oldest_first(
     assert started == sorted(started)  # type: ignore[type-var]
 
 
-class RecordingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+class RecordingQueue(queue.Queue):  # type: ignore[type-arg]
     """Remembers the most ids it ever held at once."""
 
     def __init__(self) -> None:
@@ -238,3 +238,14 @@ def test_simulated_work_lasts_its_delay_from_the_tasks_start(
         assert task.started_at is not None and task.processed_at is not None
         # Times are kept to 10 µs: allow for that rounding, nothing more.
         assert task.processed_at - task.started_at >= 0.15 - 2e-5, task
+
+
+def test_workers_keeping_pace_with_one_submitter_finish_every_task(
+    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+) -> None:
+    # Workers faster than the one thread submitting: each finishes a task with nothing queued
+    # and lingers for the next id, which mostly arrives during that wait.
+    pool_factory(workers=2, work_delay=0)
+    ids = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(600)]
+    qtbot.waitUntil(all_done(store, 600), timeout=30_000)
+    assert all(service.get(i).status == "completed" for i in ids)
