@@ -185,29 +185,12 @@ class TaskService:
         a full scan when searching), for views that load more as they scroll."""
         return self.store.list_tasks(status, None, limit, search=search, before_seq=before_seq)
 
-    def list_tasks(
-        self,
-        status: str | None = None,
-        action: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        *,
-        search: str | None = None,
-        before_seq: int | None = None,
-    ) -> tuple[list[Task], int]:
-        """A page of tasks, newest first, and how many match in all (ignoring the cursor)."""
-        _check_status(status)
-        tasks = self.store.list_tasks(
-            status, action, limit, offset, search=search, before_seq=before_seq
-        )
-        return tasks, self.store.count(status, action, search=search)
-
     def list_json(
         self, status: str | None = None, action: str | None = None, limit: int = 100,
         offset: int = 0,
     ) -> tuple[str, int, int]:
-        """list_tasks() for the API: the tasks as the JSON text of an array's items (written
-        by SQLite), how many there are in it, and how many match in all."""
+        """A page of tasks, newest first, for the API: the tasks as the JSON text of an array's
+        items (written by SQLite), how many there are in it, and how many match in all."""
         _check_status(status)
         texts, count = self.store.list_json(status, action, limit, offset)
         return texts, count, self.store.count(status, action)

@@ -192,7 +192,7 @@ def test_cancel_and_retry_rules(service: TaskService) -> None:
 
 def test_list_rejects_unknown_status(service: TaskService) -> None:
     with pytest.raises(ValidationError, match="valid: queued, running"):
-        service.list_tasks("done")
+        service.list_json("done")
 
 
 def test_submit_many_stores_all_in_one_go(service: TaskService, store: TaskStore) -> None:
