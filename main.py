@@ -1,9 +1,10 @@
 """Taskdesk's entry point: the one place that wires storage, service, API and window together.
 
-Start-up order: parse options → open the database and run migrations (before any thread
-starts) → re-queue work a stopped process left running → start workers → start the API →
-show the window or stay headless. Shut-down reverses it: stop the API (no new work), stop the
-workers (running tasks finish, the rest stays queued), close the database.
+Start-up, the same for the window and headless: parse options → open the database (lock,
+integrity check, migrations; before any thread starts) → re-queue work a stopped process left
+running → start the API (so "port in use" stops us before any task runs) → start the workers →
+run the window or the headless loop. Shut-down reverses it: stop the API (no new work), stop
+the workers (running tasks finish, the rest stays queued), close the database.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
@@ -25,17 +25,8 @@ from service.api_server import ApiServer, ApiStartError
 from service.settings import Settings, parse_settings
 from service.task_service import TaskService
 from service.version import VERSION
-from service.worker_pool import WorkerPool
-from storage import (
-    LATEST_VERSION,
-    DatabaseError,
-    MigrationError,
-    TaskStore,
-    migrate,
-    open_connection,
-)
-from storage.connection import check_integrity
-from storage.instance_lock import InstanceLock
+from service.workers import WorkerPool
+from storage import DatabaseError, TaskStore, open_store
 
 log = logging.getLogger("taskdesk")
 
@@ -43,11 +34,6 @@ SHUTDOWN_TIMEOUT_SECONDS = 10.0
 EXIT_OK, EXIT_STARTUP_FAILED = 0, 1
 # A run that found its database damaged ends with this code, however gracefully it stops.
 EXIT_DATABASE_DAMAGED = 1
-
-
-def damage_marker(db: Path) -> Path:
-    """The file that says *db* was found damaged: the next start checks *db* before using it."""
-    return db.with_name(db.name + ".damaged")
 
 
 class StartupError(Exception):
@@ -60,7 +46,6 @@ class Engine:
     store: TaskStore
     service: TaskService
     pool: WorkerPool
-    lock: InstanceLock
     api: ApiServer | None = None
     api_error: str | None = None
 
@@ -80,7 +65,7 @@ class Engine:
             self.api_error = str(exc)
             raise
         self.api = api
-        self.lock.describe(api.url)
+        self.store.announce(api.url)
 
     def problems(self) -> list[str]:
         found = self.pool.problems()
@@ -91,22 +76,13 @@ class Engine:
         return found
 
     def database_damaged(self, message: str) -> None:
-        """Told by the store, once, on whichever thread found the database file damaged:
-        /health says so from then on (store.damage), this run's exit code is not 0, and the
-        marker written here makes the next start check the file before using it."""
+        """Told by the store, once, on whichever thread found the database damaged: /health
+        says so from then on (store.damage) and this run's exit code is not 0."""
         log.error("%s; stop Taskdesk and restore it from a backup", message)
-        marker = damage_marker(self.settings.db)
-        try:
-            marker.write_text(message + "\n", encoding="utf-8")
-        except OSError as exc:
-            log.error("cannot write %s: %s", marker, exc)
 
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.store.damage is None else EXIT_DATABASE_DAMAGED
-
-    def start_workers(self) -> None:
-        self.pool.start()
 
     def stop(self) -> None:
         """Stop taking requests, let running tasks finish, close the database."""
@@ -115,12 +91,11 @@ class Engine:
         finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.started else True
         if finished:
             self.store.close()
-        self.lock.release()
         note = "" if finished else " (tasks still running will run again at next start)"
         log.info("Taskdesk stopped%s", note)
         if self.store.damage is not None:
             log.error("database %s was found damaged and left as it is; the next start "
-                      "checks it first", self.settings.db)
+                      "checks it first", self.store.location)
         if not finished:
             # A worker stuck in an action cannot be interrupted; its task is still `running`
             # on disk and the next start re-queues it. Waiting for it would hang the exit.
@@ -129,56 +104,27 @@ class Engine:
 
 
 def open_engine(settings: Settings) -> Engine:
-    """Open and migrate the database and recover unfinished work; nothing runs yet."""
-    path = settings.db
-    log.info("Taskdesk %s, database %s", VERSION, path)
-    lock = InstanceLock(path)
+    """Open the database and recover unfinished work; nothing runs yet."""
+    log.info("Taskdesk %s, database %s", VERSION, settings.db)
     try:
-        # Before anything else: recovery below is only safe if no one else runs these tasks.
-        lock.acquire()
+        store = open_store(settings.db, synchronous=settings.synchronous)  # type: ignore[arg-type]
     except DatabaseError as exc:
         raise StartupError(str(exc)) from exc
-    try:
-        return _open_locked(settings, lock)
-    except BaseException:
-        lock.release()
-        raise
-
-
-def _open_locked(settings: Settings, lock: InstanceLock) -> Engine:
-    path = settings.db
-    try:
-        conn = open_connection(
-            path, settings.synchronous, max_schema_version=LATEST_VERSION  # type: ignore[arg-type]
-        )
-        try:
-            marker = damage_marker(path)
-            if marker.exists():
-                # A past run found the file damaged: use it only if it is whole again
-                # (restored from a backup, say). Before migrating: nothing may write to it.
-                check_integrity(conn, path)
-                log.warning("database %s was found damaged before; it passed an integrity "
-                            "check and is used again", path)
-                with contextlib.suppress(OSError):  # if it stays, the next start checks again
-                    marker.unlink()
-            before, after = migrate(conn, path)
-        finally:
-            conn.close()
-    except (DatabaseError, MigrationError) as exc:
-        raise StartupError(str(exc)) from exc
+    before, after = store.migrated
     if before != after:
         log.info("database migrated from schema version %d to %d", before, after)
-    store = TaskStore(path, settings.synchronous)  # type: ignore[arg-type]
     service = TaskService(store, max_attempts=settings.max_attempts,
                           backoff_base=settings.retry_backoff)
     try:
         service.recover()
     except Exception as exc:
         store.close()
-        raise StartupError(f"cannot recover unfinished tasks in database {path}: {exc}") from exc
+        raise StartupError(
+            f"cannot recover unfinished tasks in database {store.location}: {exc}"
+        ) from exc
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay,
                       task_timeout=settings.task_timeout)
-    engine = Engine(settings, store, service, pool, lock)
+    engine = Engine(settings, store, service, pool)
     store.on_damage = engine.database_damaged
     return engine
 
@@ -227,28 +173,45 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run_headless(settings: Settings) -> int:
-    app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+# What the front end does once the engine runs: show the window (returning when it closes)
+# or wait headless; given the app, the engine and the signal handler.
+FrontEnd = Callable[[QCoreApplication, Engine, "SignalQuit"], object]
+
+
+def run(settings: Settings, app: QCoreApplication, front_end: FrontEnd,
+        report: Callable[[str], None], *, need_api: bool) -> int:
+    """The start-up and shut-down sequence shared by the window and headless runs. A start-up
+    problem goes to *report* (stderr, or a dialog) and exits 1; without *need_api* the run
+    goes on when the API cannot listen (the window says why)."""
     signals = SignalQuit(app)  # first, so that a stop request during start-up is honoured
     try:
         engine = open_engine(settings)
     except StartupError as exc:
-        print(f"taskdesk: {exc}", file=sys.stderr)
+        report(str(exc))
         return EXIT_STARTUP_FAILED
     try:
-        # The API binds before workers start, so "port in use" stops us before any task runs.
-        engine.start_api()
-    except ApiStartError as exc:
-        print(f"taskdesk: {exc}", file=sys.stderr)
-        engine.stop()
-        return EXIT_STARTUP_FAILED
-    try:
-        engine.start_workers()
+        try:
+            engine.start_api()
+        except ApiStartError as exc:
+            if need_api:
+                report(str(exc))
+                return EXIT_STARTUP_FAILED
+            log.error("%s", exc)
+        engine.pool.start()
         if not signals.requested:
-            app.exec()
+            front_end(app, engine, signals)
     finally:
         engine.stop()
     return engine.exit_code
+
+
+def run_headless(settings: Settings) -> int:
+    app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+
+    def report(message: str) -> None:
+        print(f"taskdesk: {message}", file=sys.stderr)
+
+    return run(settings, app, lambda app, _engine, _signals: app.exec(), report, need_api=True)
 
 
 def run_window(settings: Settings) -> int:
@@ -262,20 +225,12 @@ def run_window(settings: Settings) -> int:
     app.setApplicationName("Taskdesk")
     app.setOrganizationName("Taskdesk")
     app.setApplicationVersion(VERSION)
-    signals = SignalQuit(app)
-    try:
-        engine = open_engine(settings)
-    except StartupError as exc:
-        log.error("%s", exc)
-        show_startup_error(str(exc))
-        return EXIT_STARTUP_FAILED
-    try:
-        engine.start_api()
-    except ApiStartError as exc:
-        # The window works without the API; the status bar says why it is not available.
-        log.error("%s", exc)
-    try:
-        engine.start_workers()
+
+    def report(message: str) -> None:
+        log.error("%s", message)
+        show_startup_error(message)
+
+    def show(app: QCoreApplication, engine: Engine, signals: SignalQuit) -> None:
         info = AppInfo(
             version=VERSION,
             db_path=settings.db,
@@ -290,9 +245,9 @@ def run_window(settings: Settings) -> int:
                 app.exec()
         finally:
             window.shutdown()
-    finally:
-        engine.stop()
-    return engine.exit_code
+
+    # The window works without the API; its status bar says why the API is not available.
+    return run(settings, app, show, report, need_api=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

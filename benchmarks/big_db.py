@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from storage import migrate, open_connection
+from storage.sqlite import migrate, open_connection
 
 BATCH_ROWS = 100_000
 ACTIONS = ("uppercase", "sum", "send-email", "thumbnail", "noop")

@@ -18,20 +18,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from storage import TaskStatus
+
 
 def run_taskdesk(n: int, delay: float, synchronous: str, folder: Path) -> float:
     from PySide6.QtCore import QCoreApplication
 
-    from service.task_service import TaskEvent, TaskService
-    from service.worker_pool import WorkerPool
-    from storage import TaskStore, migrate, open_connection
+    from service.events import TaskEvent
+    from service.task_service import TaskService
+    from service.workers import WorkerPool
+    from storage.sqlite import SqliteTaskStore, migrate, open_connection
 
     _app = QCoreApplication(sys.argv[:1])
     path = folder / "taskdesk.db"
     conn = open_connection(path)
     migrate(conn, path)
     conn.close()
-    store = TaskStore(path, synchronous)  # type: ignore[arg-type]
+    store = SqliteTaskStore(path, synchronous)  # type: ignore[arg-type]
     service = TaskService(store)
     done = threading.Event()
     finished = [0]
@@ -53,7 +56,7 @@ def run_taskdesk(n: int, delay: float, synchronous: str, folder: Path) -> float:
     done.wait()
     elapsed = time.perf_counter() - start
     pool.stop()
-    assert store.counts()["completed"] == n
+    assert store.counts()[TaskStatus.COMPLETED] == n
     store.close()
     return elapsed
 

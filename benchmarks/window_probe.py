@@ -61,7 +61,7 @@ def first_paint(db: Path, timeout: float) -> dict[str, Any]:
     window: MainWindow | None = None
     try:
         engine.start_api()
-        engine.start_workers()
+        engine.pool.start()
         marks["engine"] = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="taskdesk-probe-") as tmp:
             settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
@@ -119,10 +119,10 @@ def under_load(db: Path, duration: float, rate: float, timeout: float) -> dict[s
     engine = open_engine(parse_settings(["--db", str(db), "--port", "0", "--work-delay", "0"]))
     load: subprocess.Popen[str] | None = None
     intervals: list[float] = []
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[Any, int]] = {}
     try:
         engine.start_api()
-        engine.start_workers()
+        engine.pool.start()
         assert engine.api is not None
         port = engine.api.port
         with tempfile.TemporaryDirectory(prefix="taskdesk-probe-") as tmp:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from service.task_service import TaskEvent, TaskService
+from service.events import TaskEvent
+from service.task_service import TaskService
 
 DEFAULT_INTERVAL_MS = 100
 MAX_INTERVAL_MS = 2000

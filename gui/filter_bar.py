@@ -20,12 +20,12 @@ from PySide6.QtWidgets import (
 
 from gui.formatting import format_count
 from gui.status_style import STATUS_LABELS, status_dot_icon
-from storage import STATUSES
+from storage import STATUSES, TaskStatus
 
 SEARCH_DEBOUNCE_MS = 250
 
 # Keys of the buttons: None is "All".
-FILTERS: tuple[str | None, ...] = (None, *STATUSES)
+FILTERS: tuple[TaskStatus | None, ...] = (None, *STATUSES)
 
 _SEGMENT_STYLE = """
 QPushButton {
@@ -54,15 +54,15 @@ QPushButton:focus { text-decoration: underline; }
 
 
 class FilterBar(QWidget):
-    status_changed = Signal(object)  # str | None
+    status_changed = Signal(object)  # TaskStatus | None
     search_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._group = QButtonGroup(self)
         self._group.setExclusive(True)
-        self._buttons: dict[str | None, QPushButton] = {}
-        self._counts: dict[str | None, int] = dict.fromkeys(FILTERS, 0)
+        self._buttons: dict[TaskStatus | None, QPushButton] = {}
+        self._counts: dict[TaskStatus | None, int] = dict.fromkeys(FILTERS, 0)
 
         segments = QWidget(self)
         segments.setStyleSheet(_SEGMENT_STYLE)
@@ -109,13 +109,13 @@ class FilterBar(QWidget):
     # -- state ----------------------------------------------------------------------------------
 
     @property
-    def status(self) -> str | None:
+    def status(self) -> TaskStatus | None:
         for key, button in self._buttons.items():
             if button.isChecked():
                 return key
         return None
 
-    def set_status(self, status: str | None) -> None:
+    def set_status(self, status: TaskStatus | None) -> None:
         """Select a filter without emitting (the caller applies it)."""
         self._buttons.get(status, self._buttons[None]).setChecked(True)
 
@@ -123,18 +123,18 @@ class FilterBar(QWidget):
     def search(self) -> str:
         return self._last_search
 
-    def button(self, status: str | None) -> QPushButton:
+    def button(self, status: TaskStatus | None) -> QPushButton:
         return self._buttons[status]
 
     def buttons(self) -> list[QPushButton]:
         return list(self._buttons.values())
 
-    def set_counts(self, counts: Mapping[str, int]) -> None:
+    def set_counts(self, counts: Mapping[TaskStatus, int]) -> None:
         self._counts = {key: counts.get(key, 0) for key in STATUSES}
         self._counts[None] = sum(counts.get(key, 0) for key in STATUSES)
         self._update_labels()
 
-    def count_text(self, status: str | None) -> str:
+    def count_text(self, status: TaskStatus | None) -> str:
         return self._buttons[status].text()
 
     # -- internals ------------------------------------------------------------------------------

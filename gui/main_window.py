@@ -48,8 +48,8 @@ from gui.task_table_model import TaskTableModel
 from gui.task_table_view import TaskTableView
 from gui.throughput_chart import ThroughputChart
 from service.task_service import TaskService
-from service.worker_pool import WorkerPool
-from storage import STATUSES
+from service.workers import WorkerPool
+from storage import STATUSES, TaskStatus
 
 STATS_INTERVAL_MS = 1000
 DEFAULT_SIZE = (1280, 800)
@@ -320,7 +320,7 @@ class MainWindow(QMainWindow):
         if isinstance(header_state, QByteArray):
             self.table.horizontalHeader().restoreState(header_state)
         status = s.value("filter/status", "")
-        self.filter_bar.set_status(status if status in STATUSES else None)
+        self.filter_bar.set_status(TaskStatus(str(status)) if status in STATUSES else None)
         self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
 
     def _splitters(self) -> dict[str, QSplitter]:
@@ -333,7 +333,7 @@ class MainWindow(QMainWindow):
         for key, splitter in self._splitters().items():
             s.setValue(f"splitters/{key}", splitter.saveState())
         s.setValue("table/header", self.table.horizontalHeader().saveState())
-        s.setValue("filter/status", self.filter_bar.status or "")
+        s.setValue("filter/status", str(self.filter_bar.status or ""))
         s.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QStatusBar, QToolButton, QWidget
 
 from gui.formatting import format_count
 from gui.status_style import STATUS_COLORS
+from storage import TaskStatus
 
 MESSAGE_MS = 4000
 
@@ -77,7 +78,7 @@ class StatusBarPanel:
 
     def update_stats(
         self,
-        counts: Mapping[str, int],
+        counts: Mapping[TaskStatus, int],
         busy: int | None,
         workers: int | None,
         completed_per_second: float,
@@ -87,7 +88,7 @@ class StatusBarPanel:
         else:
             workers_text = f"Workers {busy}/{workers} busy"
         self._set(self.workers_label, workers_text)
-        self._set(self.queue_label, f"Queued {format_count(counts.get('queued', 0))}")
+        self._set(self.queue_label, f"Queued {format_count(counts.get(TaskStatus.QUEUED, 0))}")
         self._set(self.throughput_label, f"{completed_per_second:,.1f} completed/s")
 
     @staticmethod

@@ -22,9 +22,6 @@ from gui.formatting import short_id
 from service.task_service import TaskService
 from storage import Task
 
-RETRYABLE = frozenset({"failed", "cancelled"})
-CANCELLABLE = frozenset({"queued"})
-
 
 def curl_command(api_url: str, token: str | None, action: str, data: Any) -> str:
     """The shell command that submits the same task to the API at *api_url*."""
@@ -97,19 +94,19 @@ class TaskActions(QObject):
 
     def set_selection(self, tasks: Sequence[Task]) -> None:
         self._tasks = list(tasks)
-        self.retry_action.setEnabled(any(t.status in RETRYABLE for t in tasks))
-        self.cancel_action.setEnabled(any(t.status in CANCELLABLE for t in tasks))
+        self.retry_action.setEnabled(any(t.status.can_retry for t in tasks))
+        self.cancel_action.setEnabled(any(t.status.can_cancel for t in tasks))
         self.copy_id_action.setEnabled(bool(tasks))
         self.copy_curl_action.setEnabled(bool(tasks) and self._api_url is not None)
 
     # -- commands -------------------------------------------------------------------------------
 
     def retry(self) -> None:
-        self._change([t for t in self._tasks if t.status in RETRYABLE],
+        self._change([t for t in self._tasks if t.status.can_retry],
                      self._service.retry_many, "Retried", "no longer failed or cancelled")
 
     def cancel(self) -> None:
-        self._change([t for t in self._tasks if t.status in CANCELLABLE],
+        self._change([t for t in self._tasks if t.status.can_cancel],
                      self._service.cancel_many, "Cancelled", "no longer queued")
 
     def _change(

@@ -40,7 +40,7 @@ from gui.formatting import (
 )
 from gui.status_style import STATUS_LABELS, STATUS_ROLE, status_color
 from service.task_service import TaskService
-from storage import Task
+from storage import Task, TaskQuery, TaskStatus
 
 # Rows read at a time: a few screens. Under a flood of new tasks every tick re-makes up to a
 # page of rows, so a smaller page keeps the window responsive (100: about 15 ms a tick).
@@ -93,22 +93,6 @@ def _alignment(column: Column) -> Qt.AlignmentFlag:
     return _CENTER if column == Column.ATTEMPTS else _LEFT
 
 
-def matches_search(task: Task, search: str) -> bool:
-    """The store's search in Python: id prefix or part of the action, ignoring the case of
-    ASCII letters only, as SQLite's LIKE does (so loaded rows and queried rows agree)."""
-    if not search:
-        return True
-    needle = _ascii_lower(search)
-    return _ascii_lower(task.id).startswith(needle) or needle in _ascii_lower(task.action)
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _ascii_lower(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
-
-
 class TaskTableModel(QStandardItemModel):
     def __init__(
         self,
@@ -126,7 +110,7 @@ class TaskTableModel(QStandardItemModel):
         self._service = service
         self._page_size = page_size
         self._live_window = max(live_window, page_size)
-        self._status: str | None = None
+        self._status: TaskStatus | None = None
         self._search = ""
         self._rows: list[Task] = []
         self._row_of: dict[str, int] | None = None  # built on demand, dropped on change
@@ -141,14 +125,14 @@ class TaskTableModel(QStandardItemModel):
     # -- filter and queries ---------------------------------------------------------------------
 
     @property
-    def status_filter(self) -> str | None:
+    def status_filter(self) -> TaskStatus | None:
         return self._status
 
     @property
     def search(self) -> str:
         return self._search
 
-    def set_filter(self, status: str | None, search: str = "") -> None:
+    def set_filter(self, status: TaskStatus | None, search: str = "") -> None:
         """Show tasks in *status* (None: all) matching *search*; reloads the first page."""
         self.beginResetModel()
         # The rows are rebuilt silently: views learn of them from modelReset, all at once.
@@ -169,15 +153,11 @@ class TaskTableModel(QStandardItemModel):
     def reload(self) -> None:
         self.set_filter(self._status, self._search)
 
-    def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
-        return self._service.page(
-            self._status, limit, search=self._search or None, before_seq=before_seq
-        )
+    def _filter(self, ids: list[str] | None = None) -> TaskQuery:
+        return TaskQuery(status=self._status, search=self._search or None, ids=ids)
 
-    def _matches(self, task: Task) -> bool:
-        return (self._status is None or task.status == self._status) and matches_search(
-            task, self._search
-        )
+    def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
+        return self._service.page(self._filter(), limit, before_seq)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -229,11 +209,12 @@ class TaskTableModel(QStandardItemModel):
             return tail
         by_id = {t.id: t for t in tail}
         for task_id in ids:
-            fresh = self._service.find(task_id)
-            if fresh is not None and self._matches(fresh) and low <= fresh.seq < high:
-                by_id[task_id] = fresh
-            else:
-                by_id.pop(task_id, None)
+            by_id.pop(task_id, None)
+        # Re-read through the store's own filter, so the rows kept are exactly the rows a
+        # fresh query would show.
+        for fresh in self._service.page(self._filter(ids), len(ids)):
+            if low <= fresh.seq < high:
+                by_id[fresh.id] = fresh
         return sorted(by_id.values(), key=lambda t: t.seq, reverse=True)
 
     def _merge(self, new_rows: Sequence[Task]) -> None:

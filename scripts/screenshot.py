@@ -38,8 +38,9 @@ from service.actions import Action, default_registry  # noqa: E402
 from service.metrics import RateHistory  # noqa: E402
 from service.task_service import TaskService  # noqa: E402
 from service.version import VERSION  # noqa: E402
-from service.worker_pool import WorkerPool  # noqa: E402
-from storage import TaskStore, migrate, open_connection  # noqa: E402
+from service.workers import WorkerPool  # noqa: E402
+from storage import TaskStatus  # noqa: E402
+from storage.sqlite import SqliteTaskStore, migrate, open_connection  # noqa: E402
 
 SIZE = (1280, 800)
 WORKERS = 4
@@ -63,7 +64,7 @@ def _fetch_url(data: dict[str, Any]) -> Any:
     raise ConnectionError(f"connection refused: {data.get('url', '?')}")
 
 
-def _make_service(store: TaskStore, clock: SimClock, release: threading.Event) -> TaskService:
+def _make_service(store: SqliteTaskStore, clock: SimClock, release: threading.Event) -> TaskService:
     registry = default_registry()
     registry.register(Action("fetch-url", _fetch_url, lambda d: None, "always fails"))
 
@@ -114,11 +115,14 @@ def populate(service: TaskService, clock: SimClock, rng: random.Random) -> None:
         attempts = 3 if fate == "failed" else 1
         for _ in range(attempts):
             clock.advance(rng.uniform(0.05, 1.5))
-            claimed = service.claim(task.id)
-            if claimed is None:
+            due = service.next_due()  # a retry waits for its backoff
+            if due is not None:
+                clock.advance(max(0.0, due - clock.now))
+            claimed = service.settle([], 1).claimed  # this task: the only one queued
+            if not claimed:
                 break
             clock.advance(rng.expovariate(1 / 0.4))
-            service.execute(claimed)
+            service.settle([service.run(claimed[0])], 0)
 
 
 def synthetic_rates(rng: random.Random, seconds: int = 180) -> RateHistory:
@@ -159,7 +163,7 @@ def main(argv: list[str]) -> int:
         conn = open_connection(db_path)
         migrate(conn, db_path)
         conn.close()
-        store = TaskStore(db_path, "normal")
+        store = SqliteTaskStore(db_path, "normal")
         clock = SimClock(time.time() - 20 * 60)
         release = threading.Event()
         service = _make_service(store, clock, release)
@@ -173,7 +177,7 @@ def main(argv: list[str]) -> int:
         clock.now = max(clock.now, time.time() - 40)
         pool = WorkerPool(service, WORKERS, prefetch=1, work_delay=0)
         pool.start()
-        _wait(lambda: service.counts()["running"] == WORKERS, app)
+        _wait(lambda: service.counts()[TaskStatus.RUNNING] == WORKERS, app)
 
         # Queued: newest, waiting for a free worker; one waits to retry after a failure.
         for i in range(22):

@@ -23,7 +23,7 @@ from service.errors import InvalidTransitionError, TaskNotFoundError, Validation
 from service.json_limits import may_be_unstorable, unstorable
 from service.openapi import openapi_document
 from service.task_service import TaskService, dumps
-from storage import DatabaseDamagedError, StorageUnavailableError
+from storage import DatabaseDamagedError, StorageUnavailableError, TaskStatus
 
 log = logging.getLogger("taskdesk.api")
 
@@ -307,7 +307,7 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
         completed, failed = service.rates.rates(10)
         json_response(200, {
             "counts": counts,
-            "queue_depth": counts["queued"],
+            "queue_depth": counts[TaskStatus.QUEUED],
             "workers": cfg.worker_stats(),
             "throughput": {"completed_per_second": completed, "failed_per_second": failed,
                            "window_seconds": 10},

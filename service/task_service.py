@@ -21,9 +21,21 @@ from typing import Any
 
 from service.actions import ActionRegistry, default_registry
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.events import EventKind, Listener, TaskEvent
 from service.json_limits import may_be_unstorable, unstorable
 from service.metrics import RateHistory
-from storage import STATUSES, Finish, Task, TaskStore
+from storage import (
+    CANCELLABLE,
+    RETRYABLE,
+    Finish,
+    Settled,
+    Task,
+    TaskQuery,
+    TaskStatus,
+    TaskStore,
+    describe_statuses,
+    parse_status,
+)
 
 log = logging.getLogger("taskdesk.service")
 
@@ -32,19 +44,6 @@ MAX_DATA_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_BACKOFF_SECONDS = 300.0
 MAX_ERROR_CHARS = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class TaskEvent:
-    """What happened to a task: submitted, submitted_many (a batch; ``task`` is its newest),
-    started, completed, requeued, released, failed, cancelled, retried. ``task`` is the task
-    as stored right after the change."""
-
-    kind: str
-    task: Task
-
-
-Listener = Callable[[TaskEvent], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +83,7 @@ class TaskService:
         self._listeners_lock = threading.Lock()
 
     def now(self) -> float:
-        """The clock, kept to the 15 significant digits JSON shows of a time (10 µs today),
-        so that a time read back through the API equals the one stored."""
-        return float(format(self.clock(), ".15g"))
+        return self.clock()
 
     # -- change notification ------------------------------------------------------------------
 
@@ -101,10 +98,11 @@ class TaskService:
 
         return unsubscribe
 
-    def _emit(self, kind: str, task: Task) -> None:
+    def _emit(self, kind: EventKind, task: Task, count: int = 1) -> None:
+        event = TaskEvent(kind, task, count)
         for listener in self._listeners:
             try:
-                listener(TaskEvent(kind, task))
+                listener(event)
             except Exception:  # a broken subscriber must not undo a stored change
                 log.exception("task event listener failed")
 
@@ -141,16 +139,16 @@ class TaskService:
         return action, data_json
 
     def submit(self, action: Any, data: Any = None) -> Task:
-        """Validate and store one task as queued; the task is on disk when this returns."""
+        """Validate and store one task as queued; the task is committed when this returns."""
         action, data_json = self.validate(action, data)
         task = self.store.add(action, data_json, self.max_attempts, self.now())
         # DEBUG: at INFO this line alone cost about a tenth of a POST's time under load.
         log.debug("task queued id=%s action=%s", task.id, task.action)
-        self._emit("submitted", task)
+        self._emit(EventKind.SUBMITTED, task)
         return task
 
     def submit_many(self, action: Any, data: Any, copies: int) -> list[str]:
-        """Store *copies* identical tasks in one transaction; return their ids."""
+        """Store *copies* identical tasks in one commit; return their ids."""
         if copies < 1:
             raise ValidationError("copies must be at least 1")
         action, data_json = self.validate(action, data)
@@ -159,7 +157,7 @@ class TaskService:
         # One event for the batch, carrying the newest task: subscribers re-read what they show.
         newest = self.store.get(ids[-1])
         if newest is not None:
-            self._emit("submitted_many", newest)
+            self._emit(EventKind.SUBMITTED_MANY, newest, len(ids))
         return ids
 
     # -- reads ----------------------------------------------------------------------------------
@@ -173,89 +171,74 @@ class TaskService:
     def find(self, task_id: str) -> Task | None:
         return self.store.get(task_id)
 
-    def page(
-        self,
-        status: str | None = None,
-        limit: int = 200,
-        *,
-        search: str | None = None,
-        before_seq: int | None = None,
-    ) -> list[Task]:
+    def page(self, query: TaskQuery, limit: int = 200, before_seq: int | None = None
+             ) -> list[Task]:
         """A page of tasks, newest first, older than *before_seq*; no total (which would cost
         a full scan when searching), for views that load more as they scroll."""
-        return self.store.list_tasks(status, None, limit, search=search, before_seq=before_seq)
+        return self.store.page(query, limit, before_seq)
 
     def list_json(
         self, status: str | None = None, action: str | None = None, limit: int = 100,
         offset: int = 0,
     ) -> tuple[str, int, int]:
         """A page of tasks, newest first, for the API: the tasks as the JSON text of an array's
-        items (written by SQLite), how many there are in it, and how many match in all."""
-        _check_status(status)
-        texts, count = self.store.list_json(status, action, limit, offset)
-        return texts, count, self.store.count(status, action)
+        items, how many there are in it, and how many match in all. An unknown *status* is a
+        ValidationError naming the valid ones."""
+        try:
+            query = TaskQuery(status=parse_status(status), action=action)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        texts, count = self.store.list_json(query, limit, offset)
+        return texts, count, self.store.count(query)
 
-    def count_by_status(self, search: str | None = None) -> dict[str, int]:
-        return self.store.count_by_status(search=search)
+    def count_by_status(self, search: str | None = None) -> dict[TaskStatus, int]:
+        return self.store.count_by_status(search)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[TaskStatus, int]:
         return self.store.counts()
 
     # -- user actions on a task ----------------------------------------------------------------
 
     def cancel(self, task_id: str) -> Task:
-        task = self.store.cancel(task_id, self.now())
-        if task is None:
+        tasks = self.cancel_many([task_id])
+        if not tasks:
             current = self.get(task_id)
-            raise InvalidTransitionError(task_id, current.status, "cancel", "queued tasks can be")
-        log.info("task cancelled id=%s action=%s", task.id, task.action)
-        self._emit("cancelled", task)
-        return task
+            raise InvalidTransitionError(task_id, current.status, "cancel",
+                                         f"{describe_statuses(CANCELLABLE)} tasks can be")
+        return tasks[0]
 
     def cancel_many(self, task_ids: Sequence[str]) -> list[Task]:
-        """Cancel those of *task_ids* that are queued (one write); return the cancelled ones."""
+        """Cancel those of *task_ids* whose status allows it (one commit); return them."""
         tasks = self.store.cancel_many(task_ids, self.now())
         for task in tasks:
             log.info("task cancelled id=%s action=%s", task.id, task.action)
-            self._emit("cancelled", task)
-        return tasks
-
-    def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
-        """Queue again those of *task_ids* that are failed or cancelled (one write)."""
-        tasks = self.store.retry_many(task_ids)
-        for task in tasks:
-            log.info("task retried id=%s action=%s", task.id, task.action)
-            self._emit("retried", task)
+            self._emit(EventKind.CANCELLED, task)
         return tasks
 
     def retry(self, task_id: str) -> Task:
-        task = self.store.retry(task_id)
-        if task is None:
+        tasks = self.retry_many([task_id])
+        if not tasks:
             current = self.get(task_id)
-            raise InvalidTransitionError(
-                task_id, current.status, "retry", "failed or cancelled tasks can be"
-            )
-        log.info("task retried id=%s action=%s", task.id, task.action)
-        self._emit("retried", task)
-        return task
+            raise InvalidTransitionError(task_id, current.status, "retry",
+                                         f"{describe_statuses(RETRYABLE)} tasks can be")
+        return tasks[0]
+
+    def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """Queue again those of *task_ids* whose status allows it (one commit)."""
+        tasks = self.store.retry_many(task_ids)
+        for task in tasks:
+            log.info("task retried id=%s action=%s", task.id, task.action)
+            self._emit(EventKind.RETRIED, task)
+        return tasks
 
     def recover(self) -> int:
-        """Put tasks a stopped process left running back in the queue (start-up only)."""
-        n = self.store.recover_running(self.now())
+        """Make tasks whose runner is gone runnable again (start-up, before workers run)."""
+        n = self.store.recover(self.now())
         if n:
             log.warning("%d task(s) were running when Taskdesk last stopped; re-queued", n)
         return n
 
     # -- worker side ----------------------------------------------------------------------------
-
-    def claim(self, task_id: str) -> Task | None:
-        """Claim a queued task for a worker; None if it was cancelled or taken meanwhile."""
-        claimed = self.settle([], [task_id])[1]
-        return claimed[0] if claimed else None
-
-    def execute(self, task: Task) -> Task | None:
-        """Run a claimed task's action and store the outcome; returns the stored task."""
-        return self.settle([self.run(task)], [])[0][0]
 
     def run(self, task: Task) -> Outcome:
         """Run a claimed task's action; what it came to is stored later, by settle()."""
@@ -274,7 +257,8 @@ class TaskService:
         except Exception as exc:  # whatever the result does while encoded, it is its fault
             # The same input gives the same result: trying again cannot help.
             return self._attempt_failed(task, exc, retry=False, prefix="cannot store result: ")
-        return Outcome(task, Finish(task.id, "completed", result_json, self.now()))
+        finish = Finish(task.id, task.attempts, TaskStatus.COMPLETED, result_json, self.now())
+        return Outcome(task, finish)
 
     def timed_out(self, task: Task, seconds: float) -> Outcome:
         """The outcome of an attempt whose action ran past the task timeout: failed, retried
@@ -282,38 +266,38 @@ class TaskService:
         error = TimeoutError(f"the action did not finish within {seconds:g} s")
         return self._attempt_failed(task, error, retry=True)
 
-    def settle(
-        self, outcomes: Sequence[Outcome], claim_ids: Sequence[str]
-    ) -> tuple[list[Task | None], list[Task]]:
-        """Store *outcomes* and claim those of *claim_ids* still queued, in one write.
+    def settle(self, outcomes: Sequence[Outcome], claim: int) -> Settled:
+        """Store *outcomes* and claim up to *claim* due tasks, in one commit.
 
-        Returns the finished tasks as stored (None for one that was no longer running, e.g.
-        after a restart recovered it) and the claimed tasks, oldest first.
+        Returns the finished tasks as stored (None for one whose attempt was no longer
+        running, e.g. after a timeout ended it) and the claimed tasks, in the order to run.
         """
-        stored, claimed = self.store.settle(
-            [o.finish for o in outcomes], claim_ids, self.now()
-        )
-        for outcome, task in zip(outcomes, stored, strict=True):
+        settled = self.store.settle([o.finish for o in outcomes], claim, self.now())
+        for outcome, task in zip(outcomes, settled.finished, strict=True):
             self._report(outcome, task)
-        for task in claimed:
+        for task in settled.claimed:
             log.info("processing task id=%s action=%s attempt=%d/%d",
                      task.id, task.action, task.attempts, task.max_attempts)
-            self._emit("started", task)
-        return stored, claimed
+            self._emit(EventKind.STARTED, task)
+        return settled
+
+    def next_due(self) -> float | None:
+        """When the next queued task that is not due yet becomes due (None: none waits)."""
+        return self.store.next_due(self.now())
 
     def _report(self, outcome: Outcome, task: Task | None) -> None:
         if task is None:
             log.warning("task %s was no longer running when its attempt ended; outcome dropped",
                         outcome.task.id)
             return
-        if task.status == "completed":
+        if task.status == TaskStatus.COMPLETED:
             log.info("task completed id=%s action=%s", task.id, task.action)
             log.debug("task result id=%s result=%s", task.id, outcome.finish.text)
             self.rates.record(completed=1)
-            self._emit("completed", task)
+            self._emit(EventKind.COMPLETED, task)
             return
         # The error text can quote task data, which is logged only at DEBUG.
-        if task.status == "failed":
+        if task.status == TaskStatus.FAILED:
             log.warning("task failed id=%s action=%s attempts=%d error_type=%s",
                         task.id, task.action, task.attempts, outcome.error_type)
             self.rates.record(failed=1)
@@ -322,7 +306,8 @@ class TaskService:
                         "error_type=%s", task.id, task.action, task.attempts, task.max_attempts,
                         outcome.finish.when - self.now(), outcome.error_type)
         log.debug("task error id=%s error=%s", task.id, outcome.finish.text)
-        self._emit(task.status if task.status == "failed" else "requeued", task)
+        self._emit(EventKind.FAILED if task.status == TaskStatus.FAILED else EventKind.REQUEUED,
+                   task)
 
     def release(self, task: Task, error: BaseException | None = None) -> Task | None:
         """Give a claimed task back to the queue without counting the attempt.
@@ -333,10 +318,10 @@ class TaskService:
         """
         run_after = self.now() + (self.backoff(max(1, task.attempts)) if error else 0.0)
         message = None if error is None else f"cannot store outcome: {_describe(error)}"
-        released = self.store.release(task.id, run_after, message)
+        released = self.store.release(task.id, task.attempts, run_after, message)
         if released is not None:
             log.info("task released id=%s action=%s", task.id, task.action)
-            self._emit("released", released)
+            self._emit(EventKind.RELEASED, released)
         return released
 
     def shift_retries(self, seconds: float) -> None:
@@ -358,14 +343,11 @@ class TaskService:
         error = prefix + _describe(exc)
         kind = type(exc).__name__
         if not retry or task.attempts >= task.max_attempts:
-            return Outcome(task, Finish(task.id, "failed", error, self.now()), kind)
+            finish = Finish(task.id, task.attempts, TaskStatus.FAILED, error, self.now())
+            return Outcome(task, finish, kind)
         run_after = self.now() + self.backoff(task.attempts)
-        return Outcome(task, Finish(task.id, "queued", error, run_after), kind)
-
-
-def _check_status(status: str | None) -> None:
-    if status is not None and status not in STATUSES:
-        raise ValidationError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+        return Outcome(task, Finish(task.id, task.attempts, TaskStatus.QUEUED, error, run_after),
+                       kind)
 
 
 def _describe(exc: BaseException) -> str:

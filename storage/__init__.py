@@ -1,31 +1,72 @@
-"""SQLite persistence for Taskdesk: connections, migrations and the task store.
+"""Persistence for Taskdesk: the storage contract and its backends.
 
-Nothing here knows about Qt or HTTP; every SQL statement of the product lives in this package.
+Nothing here knows about Qt or HTTP, and nothing outside this package knows which database
+it talks to: the service and the window use the ``TaskStore`` contract (storage/contract.py)
+and the types beside it. Every SQL statement of the product lives in this package.
 """
 
-from storage.connection import (
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from storage.contract import Settled, TaskStore
+from storage.errors import (
     DatabaseDamagedError,
     DatabaseError,
+    DatabaseInUseError,
+    MigrationError,
     SchemaTooNewError,
     StorageUnavailableError,
-    open_connection,
 )
-from storage.migrations import LATEST_VERSION, MigrationError, migrate
-from storage.models import STATUSES, Task, TaskStatus
-from storage.task_store import Finish, TaskStore
+from storage.models import (
+    CANCELLABLE,
+    FINISHED,
+    RETRYABLE,
+    STATUSES,
+    Finish,
+    Task,
+    TaskQuery,
+    TaskStatus,
+    describe_statuses,
+    parse_status,
+    stored_time,
+)
+
+Synchronous = Literal["full", "normal"]
+
+
+def open_store(location: Path, *, synchronous: Synchronous = "full") -> TaskStore:
+    """Open (creating and migrating as needed) the store at *location* for this instance.
+
+    Raises DatabaseError naming the database and what is wrong; a database it refuses is left
+    as it was. ``store.migrated`` says (schema version before, after).
+    """
+    from storage.sqlite import SqliteTaskStore
+
+    return SqliteTaskStore.open(location, synchronous)
+
 
 __all__ = [
-    "LATEST_VERSION",
+    "CANCELLABLE",
+    "FINISHED",
+    "RETRYABLE",
     "STATUSES",
     "DatabaseDamagedError",
     "DatabaseError",
+    "DatabaseInUseError",
     "Finish",
     "MigrationError",
     "SchemaTooNewError",
+    "Settled",
     "StorageUnavailableError",
+    "Synchronous",
     "Task",
+    "TaskQuery",
     "TaskStatus",
     "TaskStore",
-    "migrate",
-    "open_connection",
+    "describe_statuses",
+    "open_store",
+    "parse_status",
+    "stored_time",
 ]

@@ -1,29 +1,104 @@
-"""The task record as the rest of the program sees it."""
+"""The task record and its statuses as every part of Taskdesk sees them, whatever the backend."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, Literal
 
 
 class TaskStatus(StrEnum):
+    """Where a task is in its life. Moves a user may ask for are defined here once, and the
+    stores, the service and the window all use these definitions.
+
+    ``queued`` → ``running`` (claimed) → ``completed``; an attempt that fails goes back to
+    ``queued`` until its attempts are spent, then ``failed``; ``cancelled`` by a user.
+    """
+
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def can_cancel(self) -> bool:
+        return self in CANCELLABLE
 
-STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
+    @property
+    def can_retry(self) -> bool:
+        return self in RETRYABLE
 
-# The columns every read selects, in the order Task.from_row expects.
-TASK_COLUMNS = (
-    "seq, id, action, data, status, result, error, attempts, max_attempts, "
-    "created_at, started_at, processed_at, run_after"
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED
+
+
+STATUSES: tuple[TaskStatus, ...] = tuple(TaskStatus)
+CANCELLABLE: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED})
+RETRYABLE: frozenset[TaskStatus] = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+FINISHED: frozenset[TaskStatus] = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
 )
+
+
+def describe_statuses(statuses: frozenset[TaskStatus]) -> str:
+    """'failed or cancelled', in the order of STATUSES (for messages)."""
+    names = [s.value for s in STATUSES if s in statuses]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def parse_status(text: str | None) -> TaskStatus | None:
+    """A status filter as given by a user: None for none; ValueError naming the valid ones."""
+    if text is None:
+        return None
+    try:
+        return TaskStatus(text)
+    except ValueError:
+        valid = ", ".join(STATUSES)
+        raise ValueError(f"unknown status {text!r}; valid: {valid}") from None
+
+
+FinishStatus = Literal[TaskStatus.COMPLETED, TaskStatus.QUEUED, TaskStatus.FAILED]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How attempt *attempt* of a running task ended, to be stored: ``completed`` with the
+    result JSON in *text* at time *when*; ``queued`` again with the error in *text*, due at
+    *when*; or ``failed`` for good with the error in *text* at time *when*. The attempt
+    number fences it: an outcome arriving after the task moved on changes nothing."""
+
+    task_id: str
+    attempt: int
+    status: FinishStatus
+    text: str
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which tasks a listing shows: every filter given must match. *search* matches a
+    prefix of the id or part of the action (ASCII letters in any case); *ids* restricts the
+    listing to those tasks."""
+
+    status: TaskStatus | None = None
+    action: str | None = None
+    search: str | None = None
+    ids: Sequence[str] | None = None
+
+
+# Times are kept to 15 significant digits (10 µs for times of this century): what a REAL
+# written as JSON by SQLite shows, so that a time read back through any path equals the one
+# stored. Stores round every time they are given with stored_time().
+TIME_DIGITS = 15
+
+
+def stored_time(value: float) -> float:
+    return float(format(value, f".{TIME_DIGITS}g"))
 
 
 @dataclass(frozen=True)
@@ -32,7 +107,7 @@ class Task:
     id: str
     action: str
     data_json: str
-    status: str
+    status: TaskStatus
     result_json: str | None
     error: str | None
     attempts: int
@@ -43,7 +118,8 @@ class Task:
     run_after: float
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Task:
+    def from_row(cls, row: Sequence[Any]) -> Task:
+        """A task from its values in field order (seq, id, action, … run_after)."""
         (seq, id_, action, data, status, result, error, attempts, max_attempts,
          created_at, started_at, processed_at, run_after) = row
         return cls(
@@ -51,7 +127,7 @@ class Task:
             id=id_,
             action=action,
             data_json=data,
-            status=status,
+            status=TaskStatus(status),
             result_json=result,
             error=error,
             attempts=attempts,
@@ -122,8 +198,8 @@ class Task:
 
 
 def _json(value: str | int | float | None) -> str:
-    """One scalar as JSON, as SQLite's json_quote() writes it (see TASK_JSON_SQL), without
-    json.dumps' per-call set-up (a task has nine)."""
+    """One scalar as JSON, without json.dumps' per-call set-up (a task has nine); strings
+    with the escapes SQLite's json_quote() uses, so that a store may write the same text."""
     if value is None:
         return "null"
     if isinstance(value, str):
@@ -134,26 +210,13 @@ def _json(value: str | int | float | None) -> str:
 
 
 def _float_json(value: float) -> str:
-    """A time as SQLite writes a REAL in JSON: 15 significant digits (10 µs for times of
-    this century), always with a fraction or an exponent. Times are always finite."""
-    text = format(value, ".15g")
+    """A time as SQLite writes a REAL in JSON: TIME_DIGITS significant digits, always with a
+    fraction or an exponent. Times are always finite."""
+    text = format(value, f".{TIME_DIGITS}g")
     if "e" in text:
         mantissa, exponent = text.split("e")
         return (mantissa if "." in mantissa else mantissa + ".0") + "e" + exponent
     return text if "." in text else text + ".0"
-
-
-# A task row as the JSON text Task.to_json() writes, character for character, computed by
-# SQLite: a listing of 100 tasks then costs a quarter of what building them in Python does.
-TASK_JSON_SQL = (
-    "'{\"id\":' || json_quote(id) || ',\"action\":' || json_quote(action)"
-    " || ',\"data\":' || data || ',\"status\":' || json_quote(status)"
-    " || ',\"result\":' || coalesce(result, 'null') || ',\"error\":' || json_quote(error)"
-    " || ',\"attempts\":' || attempts || ',\"max_attempts\":' || max_attempts"
-    " || ',\"created_at\":' || json_quote(created_at)"
-    " || ',\"started_at\":' || json_quote(started_at)"
-    " || ',\"processed_at\":' || json_quote(processed_at) || '}'"
-)
 
 
 def _loads(text: str | None) -> Any:

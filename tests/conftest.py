@@ -19,8 +19,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
 from service.task_service import TaskService
-from service.worker_pool import WorkerPool
-from storage import TaskStore, migrate, open_connection
+from service.workers import WorkerPool
+from storage import Task, TaskQuery, stored_time
+from storage.sqlite import SqliteTaskStore, migrate, open_connection
+from storage.sqlite.store import TASK_COLUMNS
 from tests.proc_helpers import StartTaskdesk, TaskdeskProcess
 
 
@@ -31,20 +33,49 @@ def make_db(path: Path) -> Path:
     return path
 
 
+def claim_next(service: TaskService) -> Task | None:
+    """Claim the next due task, as a worker would (None when none is due)."""
+    claimed = service.settle([], 1).claimed
+    return claimed[0] if claimed else None
+
+
+def claim_task(service: TaskService, task_id: str) -> Task | None:
+    """Claim one particular queued task (workers claim the oldest due; tests sometimes need a
+    given one): the claim statement's effect, restricted to that task, on SQLite."""
+    store = service.store
+    assert isinstance(store, SqliteTaskStore)
+    sql = ("UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
+           "attempts = attempts + 1 WHERE id = ? AND status = 'queued' RETURNING "
+           + TASK_COLUMNS)
+    now = stored_time(service.clock())
+    rows = store._write(lambda conn: conn.execute(sql, (now, task_id)).fetchall())
+    return Task.from_row(rows[0]) if rows else None
+
+
+def run_claimed(service: TaskService, task: Task) -> Task | None:
+    """Run a claimed task's action and store its outcome, as a worker would; the task as
+    stored (None when that attempt was no longer running)."""
+    return service.settle([service.run(task)], 0).finished[0]
+
+
+def all_tasks(store: SqliteTaskStore) -> list[Task]:
+    return store.page(TaskQuery(), 1_000_000)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return make_db(tmp_path / "tasks.db")
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[TaskStore]:
-    s = TaskStore(db_path)
+def store(db_path: Path) -> Iterator[SqliteTaskStore]:
+    s = SqliteTaskStore(db_path)
     yield s
     s.close()
 
 
 @pytest.fixture
-def service(store: TaskStore) -> TaskService:
+def service(store: SqliteTaskStore) -> TaskService:
     # A short backoff keeps retry tests quick; the formula is tested on its own.
     return TaskService(store, max_attempts=3, backoff_base=0.01)
 
@@ -135,7 +166,7 @@ def client(api_factory: Callable[..., Client]) -> Client:
 
 @dataclass
 class ApiEnv:
-    store: TaskStore
+    store: SqliteTaskStore
     service: TaskService
     client: Client
 
@@ -143,7 +174,7 @@ class ApiEnv:
 @contextlib.contextmanager
 def served(folder: Path) -> Iterator[ApiEnv]:
     """A database in *folder* served over real HTTP on port 0, with no workers."""
-    store = TaskStore(make_db(folder / "tasks.db"))
+    store = SqliteTaskStore(make_db(folder / "tasks.db"))
     service = TaskService(store, max_attempts=3, backoff_base=0.01)
     server = ApiServer(create_app(service), "127.0.0.1", 0)
     server.start()
@@ -154,13 +185,13 @@ def served(folder: Path) -> Iterator[ApiEnv]:
         store.close()
 
 
-def snapshot(store: TaskStore) -> tuple[dict[str, int], list[dict[str, Any]]]:
+def snapshot(store: SqliteTaskStore) -> tuple[dict[Any, int], list[dict[str, Any]]]:
     """Everything an API request could have changed: counts and every task as stored."""
-    return store.counts(), [t.to_dict() for t in store.list_tasks(limit=1_000_000)]
+    return store.counts(), [t.to_dict() for t in all_tasks(store)]
 
 
 @contextlib.contextmanager
-def unchanged(store: TaskStore) -> Iterator[None]:
+def unchanged(store: SqliteTaskStore) -> Iterator[None]:
     """Assert that the block wrote nothing to the database."""
     before = snapshot(store)
     yield

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storage import TaskStatus
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAIN = REPO_ROOT / "main.py"
 
@@ -233,7 +235,7 @@ def headless(db: Path, *extra: str) -> tuple[str, ...]:
 
 
 def completed(api: Api) -> int:
-    return api.counts()["completed"]
+    return api.counts()[TaskStatus.COMPLETED]
 
 
 def read_only(db: Path) -> sqlite3.Connection:

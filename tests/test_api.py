@@ -25,9 +25,10 @@ from service.actions import Action
 from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig
 from service.metrics import RateHistory
 from service.task_service import TaskService
-from storage import STATUSES, TaskStore
+from storage import STATUSES, TaskQuery
+from storage.sqlite import SqliteTaskStore
 from tests.conftest import ApiEnv as Env
-from tests.conftest import Client, Response, served, unchanged
+from tests.conftest import Client, Response, claim_task, served, unchanged
 
 JSON = {"Content-Type": "application/json"}
 WAIT_MS = 15_000
@@ -342,7 +343,7 @@ def test_a_validator_crash_is_a_json_500_that_leaks_nothing(shared: Env) -> None
 def test_accepted_submission_is_stored_queued_as_given(
     shared: Env, body: dict[str, Any], action: str, data: Any
 ) -> None:
-    before = shared.store.count()
+    before = shared.store.count(TaskQuery())
     resp = shared.client.post("/tasks", body)
     assert resp.status == 202
     accepted = resp.json()
@@ -351,7 +352,7 @@ def test_accepted_submission_is_stored_queued_as_given(
     assert (task["action"], task["data"], task["status"]) == (action, data, "queued")
     assert (task["result"], task["error"], task["attempts"]) == (None, None, 0)
     assert (task["started_at"], task["processed_at"]) == (None, None)
-    assert shared.store.count() == before + 1
+    assert shared.store.count(TaskQuery()) == before + 1
 
 
 # -- content type, body size, transfer encoding --------------------------------------------------
@@ -619,7 +620,7 @@ def test_cancel_or_retry_unknown_task_is_404(shared: Env, verb: str) -> None:
 
 def test_cancel_or_retry_a_running_task_is_409(shared: Env) -> None:
     task_id = submit(shared.client, "uppercase")
-    assert shared.service.claim(task_id) is not None  # claimed, as a worker would
+    assert claim_task(shared.service, task_id) is not None  # claimed, as a worker would
     for verb in ("cancel", "retry"):
         with unchanged(shared.store):
             error = expect_error(shared.client.post(f"/tasks/{task_id}/{verb}", headers=JSON),
@@ -740,7 +741,7 @@ def test_any_host_is_accepted_when_hosts_are_not_restricted(
 
 
 def test_token_is_required_on_every_route_when_set(
-    api_factory: Callable[..., Client], store: TaskStore
+    api_factory: Callable[..., Client], store: SqliteTaskStore
 ) -> None:
     client = api_factory(ApiConfig(token="s3cret"))
     good = {"Authorization": "Bearer s3cret", **JSON}
@@ -766,7 +767,7 @@ def test_token_is_required_on_every_route_when_set(
     assert client.post("/tasks", {"action": "x"}, headers=good).status == 202
     assert client.post(f"/tasks/{task_id}/cancel", headers=good).status == 200
     assert client.post(f"/tasks/{task_id}/retry", headers=good).status == 202
-    assert store.count() == 2
+    assert store.count(TaskQuery()) == 2
 
 
 # -- 404 and 405 ----------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ import pytest
 from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
 from service.task_service import TaskService
-from storage import TaskStore
+from storage import TaskQuery
+from storage.sqlite import SqliteTaskStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT = 60.0  # seconds; bounds every wait in this module
@@ -367,7 +368,7 @@ def _named(seen: Seen) -> str | None:
 
 @pytest.mark.parametrize("mode", ["loopback default", "beyond loopback, with a token"])
 def test_page_on_another_local_origin_cannot_submit_a_task(
-    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: TaskStore,
+    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: SqliteTaskStore,
     tmp_path: Path, mode: str,
 ) -> None:
     if mode == "loopback default":
@@ -425,7 +426,7 @@ def test_page_on_another_local_origin_cannot_submit_a_task(
     for s in recorder.snapshot():
         assert not [h for h in s.headers if h.startswith("access-control-")], s
 
-    assert store.count() == 0
+    assert store.count(TaskQuery()) == 0
 
 
 # -- DNS rebinding -------------------------------------------------------------------------------
@@ -462,7 +463,7 @@ REBIND_PAGE = PAGE_HEAD + """
     ("control: no Host check, no token", 202, 1),
 ])
 def test_dns_rebinding_page_cannot_submit_a_task(
-    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: TaskStore,
+    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: SqliteTaskStore,
     tmp_path: Path, mode: str, expected_status: int, expected_tasks: int,
 ) -> None:
     config = {
@@ -506,4 +507,4 @@ def test_dns_rebinding_page_cannot_submit_a_task(
         # Neither can the page read the tasks.
         assert report["read"].startswith(f"resolved: {expected_status} "), report
         assert '"tasks"' not in report["read"], report
-    assert store.count() == expected_tasks
+    assert store.count(TaskQuery()) == expected_tasks

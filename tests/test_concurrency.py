@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.task_service import TaskEvent, TaskService
-from storage import TaskStore
+from service.events import TaskEvent
+from service.task_service import TaskService
+from storage import TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
 from tests.conftest import Client
 
 CLIENTS = 16
@@ -50,7 +52,7 @@ def post_many(base_url: str, client_no: int) -> list[tuple[str, int]]:
 
 
 def test_2000_posts_from_16_threads_each_run_exactly_once(
-    api_factory: Callable[..., Client], service: TaskService, store: TaskStore, db_path: Path,
+    api_factory: Callable[..., Client], service: TaskService, store: SqliteTaskStore, db_path: Path,
     pool_factory: Callable[..., Any], qtbot: Any,
 ) -> None:
     events: Counter[tuple[str, str]] = Counter()
@@ -70,7 +72,7 @@ def test_2000_posts_from_16_threads_each_run_exactly_once(
     assert sum(len(batch) for batch in batches) == TOTAL
     assert len(expected) == TOTAL  # all ids distinct
 
-    qtbot.waitUntil(lambda: store.counts()["completed"] == TOTAL, timeout=60_000)
+    qtbot.waitUntil(lambda: store.counts()[TaskStatus.COMPLETED] == TOTAL, timeout=60_000)
     unsubscribe()
 
     # Exactly the accepted rows, counted by SQL itself rather than the trigger-kept counts.
@@ -81,7 +83,7 @@ def test_2000_posts_from_16_threads_each_run_exactly_once(
         conn.close()
     assert (rows, distinct) == (TOTAL, TOTAL)
 
-    tasks = store.list_tasks(limit=TOTAL + 1)
+    tasks = store.page(TaskQuery(), TOTAL + 1)
     assert {t.id for t in tasks} == set(expected)
     for task in tasks:
         assert (task.status, task.attempts, task.error) == ("completed", 1, None), task

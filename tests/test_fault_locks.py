@@ -33,8 +33,9 @@ from typing import Any
 
 import pytest
 
-from service.worker_pool import IDLE_POLL_SECONDS
-from storage.connection import BUSY_TIMEOUT_MS
+from service.workers.batch_worker import IDLE_POLL_SECONDS
+from storage import TaskStatus
+from storage.sqlite.connection import BUSY_TIMEOUT_MS
 from tests.proc_helpers import (
     TIMEOUT,
     Api,
@@ -349,7 +350,7 @@ def test_lock_held_past_the_busy_timeout_gives_503_and_work_resumes_without_rest
     qtbot.waitUntil(lambda: completed(api) == len(accepted), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: health(api)["status"] == "ok", timeout=WAIT_MS)
     assert health(api)["problems"] == []
-    assert api.counts()["cancelled"] == 0
+    assert api.counts()[TaskStatus.CANCELLED] == 0
 
     assert stop(proc) == 0, proc.log
     rows = read_rows(db, only_read=True)

@@ -10,14 +10,15 @@ from pytestqt.qtbot import QtBot
 
 from service.api import ApiConfig
 from service.task_service import TaskService
-from service.worker_pool import WorkerPool
-from storage import TaskStore
+from service.workers import WorkerPool
+from storage import TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
 from tests.conftest import Client
 
 BIG = {"text": "x" * 20_000}  # needs new database pages, so a capped file refuses it
 
 
-def cap_database(store: TaskStore, extra_pages: int = 0) -> None:
+def cap_database(store: SqliteTaskStore, extra_pages: int = 0) -> None:
     """Let the database grow by at most *extra_pages* pages, as a nearly full disk would."""
     def cap(conn: sqlite3.Connection) -> None:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -26,37 +27,38 @@ def cap_database(store: TaskStore, extra_pages: int = 0) -> None:
     store._write(cap)
 
 
-def uncap_database(store: TaskStore) -> None:
+def uncap_database(store: SqliteTaskStore) -> None:
     store._write(lambda conn: conn.execute("PRAGMA max_page_count = 4294967294"))
 
 
 def test_full_disk_gives_503_naming_the_cause_and_work_resumes_when_space_returns(
-    qtbot: QtBot, service: TaskService, store: TaskStore, api_factory: Callable[..., Client],
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, api_factory: Callable[..., Client],
     pool_factory: Callable[..., WorkerPool],
 ) -> None:
     pool = pool_factory(workers=1)
     client = api_factory(ApiConfig(problems=pool.problems))
     accepted = client.post("/tasks", {"action": "uppercase", "data": {"text": "before"}})
     assert accepted.status == 202
-    qtbot.waitUntil(lambda: store.counts()["completed"] == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: store.counts()[TaskStatus.COMPLETED] == 1, timeout=10_000)
 
     cap_database(store)
     refused = client.post("/tasks", {"action": "uppercase", "data": BIG})
     assert refused.status == 503, refused.body
     assert "full" in refused.json()["error"] and str(store.path) in refused.json()["error"]
     assert refused.headers.get("retry-after")
-    assert store.count() == 1  # nothing half-written
+    assert store.count(TaskQuery()) == 1  # nothing half-written
     assert store.problem is not None and "full" in store.problem
 
     uncap_database(store)
     again = client.post("/tasks", {"action": "uppercase", "data": BIG})
     assert again.status == 202
-    qtbot.waitUntil(lambda: store.counts()["completed"] == 2, timeout=10_000)
+    qtbot.waitUntil(lambda: store.counts()[TaskStatus.COMPLETED] == 2, timeout=10_000)
     assert store.problem is None
 
 
 def test_outcome_stored_once_the_disk_has_room_again(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool],
 ) -> None:
     # A task accepted before the disk filled up runs; its big result cannot be stored. It
     # must not stay `running`: it goes back to the queue and completes once there is room.
@@ -66,7 +68,7 @@ def test_outcome_stored_once_the_disk_has_room_again(
     qtbot.waitUntil(lambda: pool.problems() != [] or store.problem is not None, timeout=10_000)
     assert service.get(task.id).status in ("queued", "running")
     uncap_database(store)
-    pool._wake.set()  # instead of waiting for the feeder's next idle look
+    pool.bell.ring()  # instead of waiting for the workers' next idle look
     qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=10_000)
     done = service.get(task.id)
     assert done.result == {"output": BIG["text"].upper()}
@@ -78,7 +80,8 @@ class WorkerBug(BaseException):
 
 
 def test_dead_worker_is_replaced_and_its_task_recovered(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool],
     api_factory: Callable[..., Client], monkeypatch: Any,
 ) -> None:
     original = service.run
@@ -94,7 +97,7 @@ def test_dead_worker_is_replaced_and_its_task_recovered(
     pool = pool_factory(workers=1)
     client = api_factory(ApiConfig(problems=pool.problems))
     ids = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(5)]
-    qtbot.waitUntil(lambda: store.counts()["completed"] == 5, timeout=10_000)
+    qtbot.waitUntil(lambda: store.counts()[TaskStatus.COMPLETED] == 5, timeout=10_000)
     # The task in the dead worker's hands was given back and run once by the replacement.
     assert all(service.get(i).attempts == 1 for i in ids)
     health = client.get("/health").json()
@@ -103,7 +106,8 @@ def test_dead_worker_is_replaced_and_its_task_recovered(
 
 
 def test_action_calling_sys_exit_is_a_failed_attempt_not_a_dead_worker(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool],
 ) -> None:
     from service.actions import Action
 
@@ -114,8 +118,8 @@ def test_action_calling_sys_exit_is_a_failed_attempt_not_a_dead_worker(
     bad = service.submit("leave")
     good = service.submit("uppercase", {"text": "still here"})
     pool = pool_factory(workers=1)
-    qtbot.waitUntil(lambda: store.counts()["completed"] + store.counts()["failed"] == 2,
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: store.count(TaskQuery(status=TaskStatus.COMPLETED))
+                    + store.count(TaskQuery(status=TaskStatus.FAILED)) == 2, timeout=10_000)
     assert service.get(bad.id).status == "failed"
     assert service.get(bad.id).error == "SystemExit: 3"
     assert service.get(good.id).result == {"output": "STILL HERE"}
@@ -133,7 +137,7 @@ class Clocks:
 
 
 def test_clock_set_back_does_not_freeze_pending_retries(
-    qtbot: QtBot, store: TaskStore, qapp: Any,
+    qtbot: QtBot, store: SqliteTaskStore, qapp: Any,
 ) -> None:
     from service.actions import Action
 
@@ -158,11 +162,11 @@ def test_clock_set_back_does_not_freeze_pending_retries(
 
         clocks.wall -= 3600  # someone sets the clock back an hour
         clocks.advance(1.0)
-        pool._wake.set()
+        pool.bell.ring()
         qtbot.waitUntil(lambda: service.get(task.id).run_after < clocks.wall + 5.0,
                         timeout=10_000)
         clocks.advance(5.0)  # the backoff, as measured by the monotonic clock, is over
-        pool._wake.set()
+        pool.bell.ring()
         qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=10_000)
         assert service.get(task.id).attempts == 2
     finally:

@@ -48,8 +48,9 @@ from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
 from service.openapi import openapi_document
 from service.task_service import TaskService
-from service.worker_pool import WorkerPool
-from storage import TaskStore
+from service.workers import WorkerPool
+from storage import TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
 from tests.conftest import make_db
 from tests.test_openapi import response_validator
 
@@ -114,7 +115,7 @@ def closed_validator(path: str, method: str, status: int) -> Draft202012Validato
 @dataclass
 class Fuzzed:
     url: str
-    store: TaskStore
+    store: SqliteTaskStore
     session: requests.Session
     # Every task answered 2xx to POST /tasks: id → (action, data) as sent.
     accepted: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
@@ -140,7 +141,7 @@ class Fuzzed:
         if case.method.upper() == "POST" and case.path == "/tasks" and 200 <= status < 300:
             self._accepted(case, response)
         # Nothing but a 2xx POST /tasks adds a row; nothing deletes one.
-        assert self.store.count() == len(self.accepted), label
+        assert self.store.count(TaskQuery()) == len(self.accepted), label
 
     def _accepted(self, case: Case, response: schemathesis.Response) -> None:
         task_id = response.json()["id"]
@@ -158,7 +159,7 @@ class Fuzzed:
 
 @contextlib.contextmanager
 def serve(directory: Path, workers: int) -> Iterator[Fuzzed]:
-    store = TaskStore(make_db(directory / "tasks.db"))
+    store = SqliteTaskStore(make_db(directory / "tasks.db"))
     service = TaskService(store, max_attempts=3, backoff_base=0.01)
     pool = WorkerPool(service, workers=workers, prefetch=5, work_delay=0) if workers else None
     if pool is not None:
@@ -246,7 +247,7 @@ def test_stateful_sequences_follow_the_links(idle: Fuzzed) -> None:
 def test_without_workers_the_database_holds_exactly_the_accepted_tasks(idle: Fuzzed) -> None:
     if not idle.accepted:
         pytest.skip("runs after the stateful test of this module, on what it stored")
-    tasks = {t.id: t for t in idle.store.list_tasks(limit=len(idle.accepted) + 1)}
+    tasks = {t.id: t for t in idle.store.page(TaskQuery(), len(idle.accepted) + 1)}
     assert set(tasks) == set(idle.accepted)
     for task_id, (action, data) in idle.accepted.items():
         task = tasks[task_id]
@@ -270,10 +271,10 @@ def test_database_holds_exactly_the_accepted_tasks_each_run_to_its_result(
 
     def settled() -> bool:
         counts = store.counts()
-        return counts["queued"] == counts["running"] == 0
+        return counts[TaskStatus.QUEUED] == counts[TaskStatus.RUNNING] == 0
 
     qtbot.waitUntil(settled, timeout=WAIT_MS)
-    tasks = {t.id: t for t in store.list_tasks(limit=len(fuzzed.accepted) + 1)}
+    tasks = {t.id: t for t in store.page(TaskQuery(), len(fuzzed.accepted) + 1)}
     assert set(tasks) == set(fuzzed.accepted)
     for task_id, (action, data) in fuzzed.accepted.items():
         task = tasks[task_id]

@@ -23,8 +23,10 @@ from gui.task_actions import curl_command
 from gui.task_table_model import Column
 from service.actions import Action, ActionRegistry, default_registry
 from service.task_service import TaskService
-from service.worker_pool import WorkerPool
-from storage import Task, TaskStore
+from service.workers import WorkerPool
+from storage import Task, TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
+from tests.conftest import claim_task, run_claimed
 
 # The offscreen platform reports this once per shown top-level window; it is not our bug.
 
@@ -69,6 +71,9 @@ def make_window(
     yield make
     for window in windows:
         window.shutdown()
+
+
+SHOWN = (None, TaskStatus.QUEUED, TaskStatus.COMPLETED, TaskStatus.CANCELLED)
 
 
 def activate(qtbot: QtBot, window: MainWindow) -> None:
@@ -117,7 +122,7 @@ def boom(data: dict[str, Any]) -> Any:
 
 def test_click_submit_shows_queued_then_completed(
     qtbot: QtBot, make_window: WindowFactory, pool_factory: Callable[..., WorkerPool],
-    store: TaskStore,
+    store: SqliteTaskStore,
 ) -> None:
     window = make_window()
     compose = window.compose
@@ -127,18 +132,18 @@ def test_click_submit_shows_queued_then_completed(
     qtbot.mouseClick(compose.submit_button, Qt.MouseButton.LeftButton)
 
     # No workers yet, so the task must be shown, at the top, as queued right after the click.
-    [task] = store.list_tasks()
+    [task] = store.page(TaskQuery(), 1000)
     assert window.model.task_at(0) == task
     assert cell(window, task.id, Column.STATUS) == "Queued"
     assert cell(window, task.id, Column.ID) == task.id[:8]
-    assert window.filter_bar.count_text("queued").endswith(" 1")
+    assert window.filter_bar.count_text(TaskStatus.QUEUED).endswith(" 1")
 
     pool = pool_factory(workers=2)
     window.pool = pool
     qtbot.waitUntil(lambda: shown_status(window, task.id) == "completed")
     assert cell(window, task.id, Column.OUTPUT) == "HELLO WORLD"
     assert store.get(task.id).result == {"output": "HELLO WORLD"}  # type: ignore[union-attr]
-    assert window.filter_bar.count_text("completed").endswith(" 1")
+    assert window.filter_bar.count_text(TaskStatus.COMPLETED).endswith(" 1")
 
 
 # The offscreen platform cannot raise the tooltip's window; it says so.
@@ -165,7 +170,7 @@ def test_hovering_a_cell_shows_its_tooltip_made_on_demand(
 
 
 def test_ctrl_enter_submits_copies(
-    qtbot: QtBot, make_window: WindowFactory, store: TaskStore
+    qtbot: QtBot, make_window: WindowFactory, store: SqliteTaskStore
 ) -> None:
     window = make_window()
     activate(qtbot, window)
@@ -174,7 +179,7 @@ def test_ctrl_enter_submits_copies(
     window.compose.copies_spin.setValue(25)
     qtbot.keyClick(window.compose.json_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
 
-    tasks = store.list_tasks(limit=100)
+    tasks = store.page(TaskQuery(), 100)
     assert len(tasks) == 25
     assert {(t.action, json.dumps(t.data)) for t in tasks} == {
         ("sum", json.dumps({"numbers": [1, 2, 3.5]}))
@@ -209,7 +214,7 @@ def test_task_posted_over_http_appears_and_completes(
     ],
 )
 def test_invalid_input_disables_submit_and_writes_nothing(
-    qtbot: QtBot, make_window: WindowFactory, store: TaskStore,
+    qtbot: QtBot, make_window: WindowFactory, store: SqliteTaskStore,
     action: str, field: str, text: str, reason: str,
 ) -> None:
     window = make_window()
@@ -225,7 +230,7 @@ def test_invalid_input_disables_submit_and_writes_nothing(
     qtbot.mouseClick(compose.submit_button, Qt.MouseButton.LeftButton)
     activate(qtbot, window)
     qtbot.keyClick(compose.json_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert store.count() == 0
+    assert store.count(TaskQuery()) == 0
     assert window.model.rowCount() == 0
 
 
@@ -258,33 +263,33 @@ def test_form_and_json_stay_in_sync(qtbot: QtBot, make_window: WindowFactory) ->
 
 
 def test_status_filter_and_search_show_matching_rows_and_counts(
-    qtbot: QtBot, make_window: WindowFactory, service: TaskService, store: TaskStore,
+    qtbot: QtBot, make_window: WindowFactory, service: TaskService, store: SqliteTaskStore,
 ) -> None:
     alpha = [service.submit("alpha", {"i": i}) for i in range(4)]
     beta = [service.submit("beta", {"i": i}) for i in range(3)]
     service.cancel(alpha[0].id)
     service.cancel(beta[0].id)
-    done = service.execute(service.claim(alpha[1].id))  # type: ignore[arg-type]
+    done = run_claimed(service, claim_task(service, alpha[1].id))  # type: ignore[arg-type]
     assert done is not None and done.status == "completed"
 
     window = make_window()
     bar = window.filter_bar
     assert window.model.rowCount() == 7
-    assert [bar.count_text(s) for s in (None, "queued", "completed", "cancelled")] == [
+    assert [bar.count_text(s) for s in SHOWN] == [
         "All  7", "Queued  4", "Completed  1", "Cancelled  2"
     ]
 
-    qtbot.mouseClick(bar.button("cancelled"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(bar.button(TaskStatus.CANCELLED), Qt.MouseButton.LeftButton)
     assert {t.id for t in window.model.tasks()} == {alpha[0].id, beta[0].id}
 
     qtbot.keyClicks(bar.search_edit, "alp")  # debounced: the table follows shortly after
     qtbot.waitUntil(lambda: window.model.search == "alp")
     assert [t.id for t in window.model.tasks()] == [alpha[0].id]
-    assert [bar.count_text(s) for s in (None, "queued", "completed", "cancelled")] == [
+    assert [bar.count_text(s) for s in SHOWN] == [
         "All  4", "Queued  2", "Completed  1", "Cancelled  1"
     ]
 
-    qtbot.mouseClick(bar.button("queued"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(bar.button(TaskStatus.QUEUED), Qt.MouseButton.LeftButton)
     assert [t.id for t in window.model.tasks()] == [alpha[3].id, alpha[2].id]
 
     # Search by id prefix, whatever the action.
@@ -297,14 +302,14 @@ def test_status_filter_and_search_show_matching_rows_and_counts(
     # New tasks that match appear live; others do not.
     bar.search_edit.setText("beta")
     qtbot.waitUntil(lambda: window.model.search == "beta")
-    qtbot.mouseClick(bar.button("queued"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(bar.button(TaskStatus.QUEUED), Qt.MouseButton.LeftButton)
     new_beta = service.submit("beta", {})
     service.submit("alpha", {})
     qtbot.waitUntil(lambda: window.model.task_at(0) is not None
                     and window.model.task_at(0).id == new_beta.id)  # type: ignore[union-attr]
     assert [t.id for t in window.model.tasks()] == [new_beta.id, beta[2].id, beta[1].id]
-    assert bar.count_text("queued") == "Queued  3"
-    assert store.count() == 9
+    assert bar.count_text(TaskStatus.QUEUED) == "Queued  3"
+    assert store.count(TaskQuery()) == 9
 
 
 def test_new_tasks_do_not_move_rows_the_user_scrolled_to(
@@ -332,10 +337,10 @@ def test_new_tasks_do_not_move_rows_the_user_scrolled_to(
 
 
 def test_retry_failed_and_cancel_queued_from_the_ui(
-    qtbot: QtBot, make_window: WindowFactory, store: TaskStore,
+    qtbot: QtBot, make_window: WindowFactory, store: SqliteTaskStore,
 ) -> None:
     svc = TaskService(store, registry_with(boom=boom), max_attempts=1)
-    failed = svc.execute(svc.claim(svc.submit("boom", {"n": 1}).id))  # type: ignore[arg-type]
+    failed = run_claimed(svc, claim_task(svc, svc.submit("boom", {"n": 1}).id))  # type: ignore[arg-type]
     assert failed is not None and failed.status == "failed"
     queued = svc.submit("uppercase", {"text": "wait"})
     window = make_window(svc=svc)
@@ -425,7 +430,7 @@ def test_status_bar_shows_api_workers_queue_and_copies_address(
 
 
 def test_window_works_without_api(
-    qtbot: QtBot, make_window: WindowFactory, store: TaskStore
+    qtbot: QtBot, make_window: WindowFactory, store: SqliteTaskStore
 ) -> None:
     reason = "cannot listen on 127.0.0.1:8080: port 8080 is already in use"
     window = make_window(api_error=reason)
@@ -434,7 +439,7 @@ def test_window_works_without_api(
     assert reason in window.status.api_label.text()
     assert reason in window.about_text()
     qtbot.mouseClick(window.compose.submit_button, Qt.MouseButton.LeftButton)
-    assert store.count() == 1
+    assert store.count(TaskQuery()) == 1
 
 
 def test_chart_follows_rates(
@@ -447,7 +452,7 @@ def test_chart_follows_rates(
     service.submit_many("boom-free", {}, 5)
     qtbot.waitUntil(lambda: sum(c for c, _ in window.chart.series) == 35, timeout=10_000)
     assert window.status.throughput_label.text() != "0.0 completed/s"
-    assert window.filter_bar.count_text("completed") == "Completed  35"
+    assert window.filter_bar.count_text(TaskStatus.COMPLETED) == "Completed  35"
 
 
 def test_keyboard_find_and_tab_order(qtbot: QtBot, make_window: WindowFactory) -> None:
@@ -477,7 +482,7 @@ def test_geometry_splitters_and_filter_persist(
 ) -> None:
     first = make_window()
     first.resize(780, 560)
-    qtbot.mouseClick(first.filter_bar.button("failed"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(first.filter_bar.button(TaskStatus.FAILED), Qt.MouseButton.LeftButton)
     first.main_splitter.setSizes([400, 300])
     first.table.horizontalHeader().resizeSection(Column.ACTION, 150)
     sizes = first.main_splitter.sizes()
@@ -501,7 +506,7 @@ def test_quit_closes_the_window(qtbot: QtBot, make_window: WindowFactory) -> Non
 
 
 def test_closing_while_tasks_run_loses_none(
-    qtbot: QtBot, make_window: WindowFactory, store: TaskStore, db_path: Path,
+    qtbot: QtBot, make_window: WindowFactory, store: SqliteTaskStore, db_path: Path,
 ) -> None:
     calls: Counter[int] = Counter()
     lock = threading.Lock()
@@ -517,21 +522,21 @@ def test_closing_while_tasks_run_loses_none(
     pool.start()
     window = make_window(svc=svc, pool=pool)
     ids = [svc.submit("count", {"n": n}).id for n in range(20)]
-    qtbot.waitUntil(lambda: window.filter_bar.count_text("completed") != "Completed  0")
+    qtbot.waitUntil(lambda: window.filter_bar.count_text(TaskStatus.COMPLETED) != "Completed  0")
 
     # What main.py does after the event loop ends.
     window.close()
     window.shutdown()
     pool.stop()
 
-    store2 = TaskStore(db_path)
+    store2 = SqliteTaskStore(db_path)
     try:
         svc2 = TaskService(store2, registry)
         svc2.recover()
         pool2 = WorkerPool(svc2, workers=2, prefetch=5, work_delay=0)
         pool2.start()
         try:
-            qtbot.waitUntil(lambda: store2.counts()["completed"] == 20, timeout=10_000)
+            qtbot.waitUntil(lambda: store2.counts()[TaskStatus.COMPLETED] == 20, timeout=10_000)
         finally:
             pool2.stop()
         tasks = [store2.get(task_id) for task_id in ids]

@@ -42,8 +42,9 @@ from service.api_server import ApiServer
 from service.errors import InvalidTransitionError, ValidationError
 from service.json_limits import MAX_JSON_DEPTH
 from service.task_service import MAX_RESULT_BYTES, TaskService
-from service.worker_pool import WorkerPool
-from storage import TaskStore
+from service.workers import WorkerPool
+from storage import TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
 from tests.conftest import Client, make_db, unchanged
 
 TIMEOUT = 30.0  # seconds, every socket
@@ -56,7 +57,7 @@ JSON_TYPE = "application/json"
 
 @dataclass
 class Env:
-    store: TaskStore
+    store: SqliteTaskStore
     service: TaskService
     server: ApiServer
     client: Client
@@ -69,7 +70,7 @@ class Env:
 
 @contextlib.contextmanager
 def running(tmp: pytest.TempPathFactory, name: str, workers: int = 0) -> Iterator[Env]:
-    store = TaskStore(make_db(tmp.mktemp(name) / "tasks.db"))
+    store = SqliteTaskStore(make_db(tmp.mktemp(name) / "tasks.db"))
     # One attempt: a handler's failure is final at once, so each case below settles quickly.
     service = TaskService(store, max_attempts=1, backoff_base=0.01)
     pool = WorkerPool(service, workers, prefetch=5, work_delay=0) if workers else None
@@ -440,11 +441,11 @@ def test_sum_past_4300_digits_is_refused_at_submit(busy: Env, qtbot: QtBot) -> N
     # Each number is a valid 4,300-digit integer; their total has 4,301 digits, which Python
     # will not turn into text, so it could never be stored as a result.
     numbers = b",".join([b"9" * 4300] * 20)
-    before = busy.store.count()  # workers run here: compare the row count, not the rows
+    before = busy.store.count(TaskQuery())  # workers run here: compare the row count, not the rows
     answer = post(busy.port, "/tasks", b'{"action": "sum", "data": {"numbers": [' + numbers
                   + b"]}}")
     answer.error(400, "sum: the total is too large to represent")
-    assert busy.store.count() == before
+    assert busy.store.count(TaskQuery()) == before
     # One such number alone is a total that can be stored.
     alone = post(busy.port, "/tasks", b'{"action": "sum", "data": {"numbers": [' + b"9" * 4300
                  + b"]}}")
@@ -559,7 +560,7 @@ def test_a_query_parameter_given_twice_is_400(idle: Env, query: str) -> None:
 
 def test_unknown_query_parameters_are_ignored_even_repeated(idle: Env) -> None:
     answer = request(idle.port, "GET", "/tasks?foo=1&foo=2&Status=bogus", headers=())
-    assert answer.status == 200 and answer.json()["total"] == idle.store.count()
+    assert answer.status == 200 and answer.json()["total"] == idle.store.count(TaskQuery())
 
 
 @pytest.mark.parametrize("value", ["+5", "%205", "5%20", "1_0", "%D9%A5", "0x10", "1e1", "5.",
@@ -643,11 +644,11 @@ def test_content_length_beside_chunked_cannot_smuggle_a_request(idle: Env) -> No
             b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
             + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    before = idle.store.count()
+    before = idle.store.count(TaskQuery())
     submitted, health = exchange(idle.port, data, ("POST", "GET"))
     assert accepted(idle, submitted)["data"] == {"smuggle": 1}
     assert health.status == 200 and health.json()["status"] in ("ok", "degraded")
-    assert idle.store.count() == before + 1
+    assert idle.store.count(TaskQuery()) == before + 1
 
 
 @pytest.mark.parametrize("chunks", [
@@ -872,10 +873,10 @@ def test_a_client_that_leaves_before_the_answer_gets_its_task_whole(
     # reads the 202 (and writing it fails).
 
     def stored() -> bool:
-        return idle.store.count(action="left") == 1
+        return idle.store.count(TaskQuery(action="left")) == 1
 
     qtbot.waitUntil(stored, timeout=WAIT_MS)
-    (task,) = idle.store.list_tasks(action="left")
+    (task,) = idle.store.page(TaskQuery(action="left"), 1000)
     assert (task.status, task.data) == ("queued", {"marker": marker})
     assert request(idle.port, "GET", "/health", headers=()).status == 200
 
@@ -974,7 +975,7 @@ def test_many_connections_at_once_each_get_their_answer(idle: Env) -> None:
         answers[i].error(404)
     ids = {answers[i].json()["id"]: i for i in valid}
     assert all(answers[i].status == 202 for i in valid)
-    stored = {t.id: t.data["i"] for t in idle.store.list_tasks(action="crowd", limit=1000)}
+    stored = {t.id: t.data["i"] for t in idle.store.page(TaskQuery(action="crowd"), 1000)}
     assert stored == ids
 
 
@@ -1098,7 +1099,8 @@ def test_a_result_too_deep_to_read_back_is_a_failed_attempt(
     client = api_factory()
     pool_factory()
     task_id = service.submit("returns-980-deep").id
-    qtbot.waitUntil(lambda: service.store.count("queued") + service.store.count("running") == 0,
+    qtbot.waitUntil(lambda: service.store.count(TaskQuery(status=TaskStatus.QUEUED))
+                    + service.store.count(TaskQuery(status=TaskStatus.RUNNING)) == 0,
                     timeout=WAIT_MS)
     assert client.get("/tasks").status == 200
     got = client.get(f"/tasks/{task_id}")

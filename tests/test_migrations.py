@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import LATEST_VERSION, MigrationError, SchemaTooNewError, TaskStore, migrate
-from storage.connection import DatabaseError, open_connection
-from storage.migrations import MIGRATIONS, schema_version
+from storage import DatabaseError, MigrationError, SchemaTooNewError, TaskQuery
+from storage.sqlite import LATEST_VERSION, SqliteTaskStore, migrate, open_connection
+from storage.sqlite.migrations import MIGRATIONS, schema_version
 
 TUTORIAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,7 +80,7 @@ def test_tutorial_database_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
 
     conn = open_connection(path)
     assert migrate(conn, path) == (0, LATEST_VERSION)
-    store = TaskStore(path)
+    store = SqliteTaskStore(path)
     a, b, c = store.get("a"), store.get("b"), store.get("c")
     assert a is not None and b is not None and c is not None
     assert (a.action, a.data, a.status, a.result) == ("uppercase", {"text": "hi"}, "completed",
@@ -91,7 +91,7 @@ def test_tutorial_database_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
     assert store.counts() == {"queued": 2, "running": 0, "completed": 1, "failed": 0,
                               "cancelled": 0}
     # Insertion order follows creation time, so "newest first" keeps meaning what it did.
-    assert [t.id for t in store.list_tasks()] == ["b", "a", "c"]
+    assert [t.id for t in store.page(TaskQuery(), 1000)] == ["b", "a", "c"]
     store.close()
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from storage.migrations import LATEST_VERSION
+from storage import TaskStatus
+from storage.sqlite import LATEST_VERSION
 from tests.proc_helpers import (
     TIMEOUT,
     StartTaskdesk,
@@ -136,7 +137,7 @@ def test_second_instance_on_the_same_database_is_refused(
     port = first.wait_listening()
     api = first.api()
     accepted = api.submit_uppercase(3)
-    qtbot.waitUntil(lambda: api.counts()["running"] >= 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: api.counts()[TaskStatus.RUNNING] >= 1, timeout=WAIT_MS)
 
     second = run_taskdesk(list(headless(db, "--work-delay", "0")))
     assert second.returncode != 0
@@ -161,7 +162,7 @@ def test_stop_does_not_wait_for_simulated_work(
     proc.wait_listening()
     api = proc.api()
     accepted = api.submit_uppercase(1)
-    qtbot.waitUntil(lambda: api.counts()["running"] == 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: api.counts()[TaskStatus.RUNNING] == 1, timeout=WAIT_MS)
     stop_gracefully(proc)  # bounded by its own 30 s wait, far below the 600 s of work
     assert "still running" not in proc.log
     [row] = read_rows(db).values()

@@ -9,8 +9,11 @@ import pytest
 
 from service.actions import Action, ActionRegistry, default_registry
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
-from service.task_service import TaskEvent, TaskService
-from storage import TaskStore
+from service.events import TaskEvent
+from service.task_service import TaskService
+from storage import TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
+from tests.conftest import claim_next, run_claimed
 
 
 class FakeClock:
@@ -56,16 +59,18 @@ def flaky_registry(failures: int) -> ActionRegistry:
     ],
 )
 def test_invalid_submissions_are_rejected_and_nothing_is_written(
-    service: TaskService, store: TaskStore, action: Any, data: Any, message: str
+    service: TaskService, store: SqliteTaskStore, action: Any, data: Any, message: str
 ) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         service.submit(action, data)
     with pytest.raises(ValidationError):
         service.submit_many(action, data, 3)
-    assert store.count() == 0
+    assert store.count(TaskQuery()) == 0
 
 
-def test_submit_stores_queued_and_tells_subscribers(service: TaskService, store: TaskStore) -> None:
+def test_submit_stores_queued_and_tells_subscribers(
+    service: TaskService, store: SqliteTaskStore
+) -> None:
     events: list[TaskEvent] = []
     unsubscribe = service.subscribe(events.append)
     task = service.submit("uppercase", {"text": "hello world"})
@@ -91,40 +96,40 @@ def test_execute_runs_the_tutorial_actions(service: TaskService) -> None:
         ("anything-else", {"a": 1}, {"output": "processed"}),
     ]
     for action, data, expected in cases:
-        task = service.submit(action, data)
-        claimed = service.claim(task.id)
+        service.submit(action, data)
+        claimed = claim_next(service)
         assert claimed is not None
-        done = service.execute(claimed)
+        done = run_claimed(service, claimed)
         assert done is not None and (done.status, done.result) == ("completed", expected)
 
 
-def test_failed_attempts_back_off_exponentially_then_succeed(store: TaskStore) -> None:
+def test_failed_attempts_back_off_exponentially_then_succeed(store: SqliteTaskStore) -> None:
     clock = FakeClock()
     service = TaskService(store, flaky_registry(2), max_attempts=3, backoff_base=2.0, clock=clock)
     kinds: list[str] = []
     service.subscribe(lambda e: kinds.append(e.kind))
-    task = service.submit("flaky")
+    service.submit("flaky")
 
-    first = service.claim(task.id)
+    first = claim_next(service)
     assert first is not None
-    after_first = service.execute(first)
+    after_first = run_claimed(service, first)
     assert after_first is not None
     assert (after_first.status, after_first.attempts) == ("queued", 1)
     assert after_first.error == "RuntimeError: flaky failure 1"
     assert after_first.run_after == clock.now + 2.0  # base
-    assert store.due_ids(clock.now, 10) == []  # not due during the backoff
+    assert claim_next(service) is None  # not due during the backoff
+    assert service.next_due() == clock.now + 2.0
 
     clock.now += 2.0
-    assert store.due_ids(clock.now, 10) == [task.id]
-    second = service.claim(task.id)
+    second = claim_next(service)
     assert second is not None
-    after_second = service.execute(second)
+    after_second = run_claimed(service, second)
     assert after_second is not None and after_second.run_after == clock.now + 4.0  # doubled
 
     clock.now += 4.0
-    third = service.claim(task.id)
+    third = claim_next(service)
     assert third is not None
-    done = service.execute(third)
+    done = run_claimed(service, third)
     assert done is not None
     assert (done.status, done.attempts, done.result, done.error) == (
         "completed", 3, {"output": "ok"}, None)
@@ -132,18 +137,18 @@ def test_failed_attempts_back_off_exponentially_then_succeed(store: TaskStore) -
                      "completed"]
 
 
-def test_max_attempts_reached_means_failed_with_the_error(store: TaskStore) -> None:
+def test_max_attempts_reached_means_failed_with_the_error(store: SqliteTaskStore) -> None:
     service = TaskService(store, flaky_registry(10), max_attempts=2, backoff_base=0)
     task = service.submit("flaky")
     for _ in range(2):
-        claimed = service.claim(task.id)
+        claimed = claim_next(service)
         assert claimed is not None
-        service.execute(claimed)
+        run_claimed(service, claimed)
     failed = service.get(task.id)
     assert (failed.status, failed.attempts, failed.error) == (
         "failed", 2, "RuntimeError: flaky failure 2")
     assert failed.processed_at is not None
-    assert service.claim(task.id) is None
+    assert claim_next(service) is None
 
 
 def test_backoff_formula_is_capped(service: TaskService) -> None:
@@ -161,15 +166,15 @@ def test_backoff_formula_is_capped(service: TaskService) -> None:
     ],
 )
 def test_results_that_cannot_be_stored_fail_the_attempt(
-    store: TaskStore, result: Any, error: str
+    store: SqliteTaskStore, result: Any, error: str
 ) -> None:
     registry = default_registry()
     registry.register(Action("odd", lambda data: result, lambda data: None, "odd results"))
     service = TaskService(store, registry, max_attempts=1)
     task = service.submit("odd")
-    claimed = service.claim(task.id)
+    claimed = claim_next(service)
     assert claimed is not None
-    service.execute(claimed)
+    run_claimed(service, claimed)
     stored = service.get(task.id)
     assert stored.status == "failed" and stored.error is not None and error in stored.error
 
@@ -195,8 +200,8 @@ def test_list_rejects_unknown_status(service: TaskService) -> None:
         service.list_json("done")
 
 
-def test_submit_many_stores_all_in_one_go(service: TaskService, store: TaskStore) -> None:
+def test_submit_many_stores_all_in_one_go(service: TaskService, store: SqliteTaskStore) -> None:
     ids = service.submit_many("sum", {"numbers": [1]}, 50)
-    assert len(set(ids)) == 50 and store.count("queued") == 50
+    assert len(set(ids)) == 50 and store.count(TaskQuery(status=TaskStatus.QUEUED)) == 50
     with pytest.raises(ValidationError):
         service.submit_many("sum", {}, 0)

@@ -34,7 +34,8 @@ import pytest
 from service.actions import Action
 from service.api import ApiConfig
 from service.task_service import TaskService
-from storage import TaskStore
+from storage import TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
 from tests.conftest import Client
 from tests.proc_helpers import TIMEOUT, Api, TaskdeskProcess
 
@@ -125,7 +126,7 @@ def beyond_loopback(api_factory: Callable[..., Client]) -> Client:
 
 
 def test_every_wrong_token_is_answered_exactly_like_a_missing_one(
-    api_factory: Callable[..., Client], store: TaskStore
+    api_factory: Callable[..., Client], store: SqliteTaskStore
 ) -> None:
     client = beyond_loopback(api_factory)
     port = port_of(client)
@@ -157,11 +158,11 @@ def test_every_wrong_token_is_answered_exactly_like_a_missing_one(
         assert ok.status == 200 and ok.json()["total"] == 1 + n, (right, ok)
         accepted = client.post("/tasks", {"action": "uppercase"}, headers={"Authorization": right})
         assert accepted.status == 202, (right, accepted)
-    assert store.count() == 1 + len(RIGHT_AUTHORIZATIONS)
+    assert store.count(TaskQuery()) == 1 + len(RIGHT_AUTHORIZATIONS)
 
 
 def test_a_token_that_is_not_utf8_is_answered_like_a_missing_one(
-    api_factory: Callable[..., Client], store: TaskStore
+    api_factory: Callable[..., Client], store: SqliteTaskStore
 ) -> None:
     # HTTP header values are bytes; a client may send any of them. A wrong token must get the
     # same 401 whatever its bytes, never an error of another kind.
@@ -173,7 +174,7 @@ def test_a_token_that_is_not_utf8_is_answered_like_a_missing_one(
                                    ("POST", "/tasks", b'{"action": "uppercase"}')]:
             raw = raw_request(port, method, path, authorization, body)
             assert without_date(raw) == expected, (authorization, method, raw)
-    assert store.count() == 0
+    assert store.count(TaskQuery()) == 0
 
 
 def test_the_verdict_is_hmac_compare_digest_on_the_token_bytes(
@@ -303,7 +304,7 @@ def _no_check(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
 def test_task_data_is_logged_only_at_debug(
     api_factory: Callable[..., Client], pool_factory: Callable[..., Any], service: TaskService,
-    store: TaskStore, qtbot: Any, caplog: pytest.LogCaptureFixture,
+    store: SqliteTaskStore, qtbot: Any, caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str], level: str,
 ) -> None:
     caplog.set_level(getattr(logging, level))
@@ -326,8 +327,8 @@ def test_task_data_is_logged_only_at_debug(
     assert marker in client.get(f"/tasks/{leaky}").body.decode()
 
     pool_factory()
-    qtbot.waitUntil(lambda: store.counts()["completed"] == len(ids) - 1
-                    and store.counts()["failed"] == 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: store.counts()[TaskStatus.COMPLETED] == len(ids) - 1
+                    and store.counts()[TaskStatus.FAILED] == 1, timeout=WAIT_MS)
     failed = store.get(leaky)
     assert failed is not None and failed.status == "failed"
     assert failed.error is not None and marker in failed.error  # the error does quote the data
@@ -351,7 +352,7 @@ def _validate_raising_quoting(data: dict[str, Any]) -> None:
 
 
 def test_an_unexpected_error_at_submit_does_not_log_task_data(
-    api_factory: Callable[..., Client], service: TaskService, store: TaskStore,
+    api_factory: Callable[..., Client], service: TaskService, store: SqliteTaskStore,
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
 ) -> None:
     # A validator with a bug raises something other than ValidationError, quoting the data:
@@ -363,7 +364,7 @@ def test_an_unexpected_error_at_submit_does_not_log_task_data(
 
     resp = client.post("/tasks", {"action": "buggy", "data": {"text": marker}})
     assert resp.status == 500 and resp.json() == {"error": "internal server error"}, resp
-    assert store.count() == 0
+    assert store.count(TaskQuery()) == 0
 
     captured = capfd.readouterr()
     text = "\n".join([caplog.text, captured.err, captured.out]).lower()

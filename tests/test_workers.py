@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from pytestqt.qtbot import QtBot
 
 from service.actions import Action
 from service.task_service import TaskService
-from service.worker_pool import WorkerPool
-from storage import StorageUnavailableError, TaskStore
+from service.workers import WorkerPool
+from storage import StorageUnavailableError, TaskQuery, TaskStatus
+from storage.sqlite import SqliteTaskStore
 
 
-def all_done(store: TaskStore, n: int) -> Callable[[], bool]:
-    return lambda: store.counts()["completed"] + store.counts()["failed"] == n
+def all_done(store: SqliteTaskStore, n: int) -> Callable[[], bool]:
+    return lambda: store.counts()[TaskStatus.COMPLETED] + store.counts()[TaskStatus.FAILED] == n
 
 
 def test_pool_completes_tutorial_tasks(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     pool_factory(workers=2)
     a = service.submit("uppercase", {"text": "hello world"})
@@ -33,7 +35,8 @@ def test_pool_completes_tutorial_tasks(
 
 
 def test_one_worker_runs_oldest_first(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     ids = service.submit_many("x", {}, 30)
     pool_factory(workers=1, prefetch=3)
@@ -42,48 +45,37 @@ def test_one_worker_runs_oldest_first(
     assert started == sorted(started)  # type: ignore[type-var]
 
 
-class RecordingQueue(queue.Queue):  # type: ignore[type-arg]
-    """Remembers the most ids it ever held at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Lock()
-        self.size = 0
-        self.max_size = 0
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        with self.lock:
-            if item is not None:
-                self.size += 1
-                self.max_size = max(self.max_size, self.size)
-        super().put(item, block, timeout)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        item = super().get(block, timeout)
-        with self.lock:
-            if item is not None:
-                self.size -= 1
-        return item
-
-
-def test_prefetch_bounds_ids_in_memory_whatever_the_backlog(
-    qtbot: QtBot, service: TaskService, store: TaskStore, qapp: Any
+def test_prefetch_bounds_the_tasks_workers_hold_whatever_the_backlog(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service.submit_many("x", {}, 2000)
+    original = service.settle
+    lock = threading.Lock()
+    held = {"now": 0, "max": 0}
+
+    def counting(outcomes: Any, claim: int) -> Any:
+        settled = original(outcomes, claim)
+        with lock:
+            held["now"] += len(settled.claimed) - len(outcomes)
+            held["max"] = max(held["max"], held["now"])
+        return settled
+
+    monkeypatch.setattr(service, "settle", counting)
     pool = WorkerPool(service, workers=2, prefetch=5, work_delay=0)
-    recording = RecordingQueue()
-    pool._ids = recording
     pool.start()
     try:
         qtbot.waitUntil(all_done(store, 2000), timeout=60_000)
     finally:
         pool.stop()
-    assert 1 <= recording.max_size <= 5
-    assert all(t.attempts == 1 for t in store.list_tasks(limit=1000))
+    # Claimed and not yet stored, across both workers: at most prefetch, whatever the backlog.
+    assert 2 <= held["max"] <= 5
+    assert all(t.attempts == 1 for t in store.page(TaskQuery(), 2000))
 
 
 def test_cancelled_while_prefetched_is_skipped(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     gate = threading.Event()
     service.registry.register(Action("gate", lambda d: gate.wait(30) and {"ok": 1},
@@ -100,7 +92,8 @@ def test_cancelled_while_prefetched_is_skipped(
 
 
 def test_retries_wait_for_their_backoff_then_complete(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     failures = {"n": 0}
     failed_at: list[float] = []
@@ -124,7 +117,8 @@ def test_retries_wait_for_their_backoff_then_complete(
 
 
 def test_failing_action_ends_failed_and_worker_goes_on(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     def boom(data: dict[str, Any]) -> None:
         raise RuntimeError("always")
@@ -141,41 +135,47 @@ def test_failing_action_ends_failed_and_worker_goes_on(
 
 
 def test_error_outside_the_action_does_not_kill_the_worker(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool],
     monkeypatch: Any
 ) -> None:
-    original = service.claim
+    # The claim goes through service.settle (the worker's only way to the store): break the
+    # first one with an error that is neither an action's failure nor a storage error.
+    original = service.settle
     calls = {"n": 0}
 
-    def claim_once_broken(task_id: str) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OSError("disk hiccup")
-        return original(task_id)
+    def claim_once_broken(outcomes: Any, claim: int) -> Any:
+        if claim:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise OSError("disk hiccup")
+        return original(outcomes, claim)
 
-    monkeypatch.setattr(service, "claim", claim_once_broken)
+    monkeypatch.setattr(service, "settle", claim_once_broken)
     first = service.submit("x")
     second = service.submit("x")
     pool_factory(workers=1)
     qtbot.waitUntil(lambda: service.get(second.id).status == "completed", timeout=10_000)
-    # The failed claim changed nothing, so the first task was fed again and ran once.
+    # The failed claim changed nothing, so the first task was claimed again and ran once.
     qtbot.waitUntil(lambda: service.get(first.id).status == "completed", timeout=10_000)
+    assert calls["n"] >= 2  # the broken claim happened, and the worker claimed again
     assert service.get(first.id).attempts == 1
 
 
 def test_outcome_that_cannot_be_stored_is_released_and_run_again(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool],
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool],
     monkeypatch: Any
 ) -> None:
     original = store.settle
     calls = {"n": 0}
 
-    def settle_once_broken(finishes: Any, claim_ids: Any, now: float) -> Any:
+    def settle_once_broken(finishes: Any, claim: int, now: float) -> Any:
         if finishes:
             calls["n"] += 1
             if calls["n"] == 1:
                 raise StorageUnavailableError("cannot write to database: database or disk is full")
-        return original(finishes, claim_ids, now)
+        return original(finishes, claim, now)
 
     monkeypatch.setattr(store, "settle", settle_once_broken)
     kinds: list[str] = []
@@ -190,20 +190,22 @@ def test_outcome_that_cannot_be_stored_is_released_and_run_again(
 
 
 def test_stop_lets_running_finish_and_leaves_the_rest_queued(
-    qtbot: QtBot, service: TaskService, store: TaskStore, qapp: Any
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any
 ) -> None:
     service.submit_many("x", {}, 40)
     pool = WorkerPool(service, workers=2, prefetch=5, work_delay=0.02)
     pool.start()
-    qtbot.waitUntil(lambda: store.counts()["completed"] >= 2, timeout=10_000)
+    qtbot.waitUntil(lambda: store.counts()[TaskStatus.COMPLETED] >= 2, timeout=10_000)
     assert pool.stop(timeout=10) is True
     counts = store.counts()
-    assert counts["running"] == 0
-    assert counts["completed"] + counts["queued"] == 40 and counts["queued"] > 0
+    assert counts[TaskStatus.RUNNING] == 0
+    completed, queued = counts[TaskStatus.COMPLETED], counts[TaskStatus.QUEUED]
+    assert completed + queued == 40 and queued > 0
 
 
 def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     gate = threading.Event()
     service.registry.register(Action("hang", lambda d: gate.wait(60) and {"late": True},
@@ -228,7 +230,8 @@ def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
 
 
 def test_simulated_work_lasts_its_delay_from_the_tasks_start(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     ids = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(6)]
     pool_factory(workers=2, work_delay=0.15)
@@ -241,7 +244,8 @@ def test_simulated_work_lasts_its_delay_from_the_tasks_start(
 
 
 def test_workers_keeping_pace_with_one_submitter_finish_every_task(
-    qtbot: QtBot, service: TaskService, store: TaskStore, pool_factory: Callable[..., WorkerPool]
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool]
 ) -> None:
     # Workers faster than the one thread submitting: each finishes a task with nothing queued
     # and lingers for the next id, which mostly arrives during that wait.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import StorageUnavailableError
-from storage.writer import WriteBatcher
+from storage.sqlite.writer import WriteBatcher
 
 
 @pytest.fixture

@@ -15,11 +15,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from storage.connection import DatabaseError
-
-
-class DatabaseInUseError(DatabaseError):
-    """Another Taskdesk is using this database."""
+from storage.errors import DatabaseError, DatabaseInUseError
 
 
 class InstanceLock:

@@ -21,12 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from storage.connection import (
-    BUSY_TIMEOUT_MS,
-    StorageUnavailableError,
-    Synchronous,
-    open_connection,
-)
+from storage.errors import StorageUnavailableError
+from storage.sqlite.connection import BUSY_TIMEOUT_MS, Synchronous, open_connection
 
 log = logging.getLogger("taskdesk.storage")
 

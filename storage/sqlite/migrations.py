@@ -12,12 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.connection import SchemaTooNewError
-from storage.models import STATUSES
-
-
-class MigrationError(Exception):
-    """A migration step failed; the message names the database file, the step and the cause."""
+from storage.errors import MigrationError, SchemaTooNewError
 
 
 def _step_1_tutorial_table(conn: sqlite3.Connection) -> None:
@@ -36,7 +31,9 @@ def _step_1_tutorial_table(conn: sqlite3.Connection) -> None:
     )
 
 
-_STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
+# Spelled out, not taken from TaskStatus: a migration step must do the same thing forever.
+_STATUSES_V2 = ("queued", "running", "completed", "failed", "cancelled")
+_STATUS_LIST = ", ".join(f"'{s}'" for s in _STATUSES_V2)
 
 
 def _step_2_task_lifecycle(conn: sqlite3.Connection) -> None:
@@ -107,7 +104,7 @@ def _step_3_indexes_and_counts(conn: sqlite3.Connection) -> None:
     conn.executemany(
         "INSERT INTO task_counts (status, n) "
         "VALUES (?, (SELECT count(*) FROM tasks WHERE status = ?))",
-        [(s, s) for s in STATUSES],
+        [(s, s) for s in _STATUSES_V2],
     )
     conn.execute(
         """

@@ -6,25 +6,12 @@ import sqlite3
 from pathlib import Path
 from typing import Literal
 
+from storage.errors import DatabaseDamagedError, DatabaseError, SchemaTooNewError
+
 Synchronous = Literal["full", "normal"]
 
 # How long a statement waits for another writer before giving up with "database is locked".
 BUSY_TIMEOUT_MS = 5000
-
-
-class DatabaseError(Exception):
-    """The database file cannot be opened or used; the message names the file and the cause."""
-
-
-class StorageUnavailableError(DatabaseError):
-    """The database cannot be read or written right now: the disk is full, another program
-    holds a lock longer than the busy timeout, the file became read-only, an I/O error.
-    Nothing was changed; the same request can succeed later."""
-
-
-class DatabaseDamagedError(DatabaseError):
-    """The database file is damaged ("database disk image is malformed", "file is not a
-    database"): retrying cannot help; it must be restored from a backup."""
 
 
 # SQLite's primary result codes for a file whose content is not a valid database.
@@ -62,17 +49,6 @@ def _damaged(path: Path, detail: str) -> str:
     return (f"database {path} is damaged ({detail}); Taskdesk will not use it. Restore it "
             "from a backup (or salvage its tasks with the sqlite3 tool's .recover) and start "
             "again.")
-
-
-class SchemaTooNewError(DatabaseError):
-    """The database was written by a newer Taskdesk than this one."""
-
-    def __init__(self, path: Path | str, version: int, latest: int) -> None:
-        super().__init__(
-            f"database {path} has schema version {version}, but this Taskdesk only knows "
-            f"versions up to {latest}; it was written by a newer Taskdesk. "
-            "Upgrade Taskdesk or use another --db file."
-        )
 
 
 def open_connection(

@@ -1,0 +1,41 @@
+"""What the service tells its subscribers: one TaskEvent per change of a task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from storage import Task
+
+
+class EventKind(StrEnum):
+    SUBMITTED = "submitted"
+    SUBMITTED_MANY = "submitted_many"  # a batch; the event's task is its newest
+    STARTED = "started"
+    COMPLETED = "completed"
+    REQUEUED = "requeued"  # an attempt failed; it runs again after a backoff
+    RELEASED = "released"  # handed back to the queue without counting the attempt
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RETRIED = "retried"
+
+
+# Changes after which a queued task may be ready to run (workers listen for these).
+NEW_WORK: frozenset[EventKind] = frozenset({
+    EventKind.SUBMITTED, EventKind.SUBMITTED_MANY, EventKind.RETRIED, EventKind.REQUEUED,
+    EventKind.RELEASED,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """What happened to a task; ``task`` is the task as stored right after the change, and
+    ``count`` how many tasks the change concerned (more than one for SUBMITTED_MANY)."""
+
+    kind: EventKind
+    task: Task
+    count: int = 1
+
+
+Listener = Callable[[TaskEvent], None]
