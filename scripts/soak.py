@@ -52,7 +52,6 @@ import shutil
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,12 +66,15 @@ from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MAIN = ROOT / "main.py"
+if str(ROOT) not in sys.path:  # run as a script: the shared launcher is in tests/
+    sys.path.insert(0, str(ROOT))
+
+from tests.launcher import LaunchError, ServedProcess, taskdesk  # noqa: E402
+
 HOST = "127.0.0.1"
 
 WORKERS = 2
 WORK_DELAY = 0.005
-LISTENING = re.compile(r"API listening on http://(?P<host>[^\s/]+):(?P<port>\d+)")
 
 START_TIMEOUT = 60.0  # for the program to log "API listening"
 STOP_TIMEOUT = 30.0  # for a SIGTERM-ed program to exit (it allows its workers 10 s)
@@ -319,76 +321,20 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
 # -- the program under test ----------------------------------------------------------------------
 
 
-class StartFailedError(Exception):
-    def __init__(self, message: str, port_in_use: bool) -> None:
-        super().__init__(message)
-        self.port_in_use = port_in_use
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKDESK_")}
-    env["QT_QPA_PLATFORM"] = "offscreen"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Server:
-    """One run of ``main.py --headless``; its stderr (the log) goes to a file."""
-
-    def __init__(self, db: Path, port: int, log: Path) -> None:
-        self.log_path = log
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(MAIN), "--headless", "--db", str(db), "--host", HOST,
-             "--port", str(port), "--workers", str(WORKERS), "--work-delay", str(WORK_DELAY),
-             "--log-level", "INFO"],
-            cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=self._log,
-        )
-        self.port = 0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_listening(self, timeout: float = START_TIMEOUT) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_text()
-            m = LISTENING.search(text)
-            if m is not None:
-                self.port = int(m["port"])
-                return self.port
-            if self.proc.poll() is not None:
-                raise StartFailedError(
-                    f"the program exited with {self.proc.returncode} before listening:\n"
-                    f"{text[-2000:]}",
-                    port_in_use="in use" in text and "already in use by another" not in text,
-                )
-            time.sleep(0.05)
-        raise StartFailedError(f"no 'API listening' line within {timeout:.0f} s", port_in_use=False)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM and wait; the exit code, or None if it had to be killed."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-        finally:
-            self._log.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=STOP_TIMEOUT)
-        self._log.close()
+def _start_server(db: Path, port: int, log: Path) -> ServedProcess:
+    """``main.py --headless`` through the shared launcher, its log in *log*; LaunchError (with
+    ``port_in_use``) when it does not come up."""
+    server = taskdesk(
+        ["--headless", "--db", str(db), "--host", HOST, "--port", str(port), "--workers",
+         str(WORKERS), "--work-delay", str(WORK_DELAY), "--log-level", "INFO"],
+        log_path=log, stop_timeout=STOP_TIMEOUT,
+    )
+    try:
+        server.wait_listening(START_TIMEOUT)
+    except BaseException:
+        server.kill()
+        raise
+    return server
 
 
 def health_ok(port: int, timeout: float = 2.0) -> bool:
@@ -514,7 +460,7 @@ class Soak:
     aborted: str | None = None
 
 
-def _sample_until(run: Run, until: float, interval: float, proc: Server) -> None:
+def _sample_until(run: Run, until: float, interval: float, proc: ServedProcess) -> None:
     next_at = time.monotonic()
     while True:
         now = time.monotonic()
@@ -522,7 +468,7 @@ def _sample_until(run: Run, until: float, interval: float, proc: Server) -> None
             return
         if proc.proc.poll() is not None:
             raise RuntimeError(f"{run.name} exited unexpectedly with {proc.proc.returncode}:\n"
-                               f"{proc.log_text()[-2000:]}")
+                               f"{proc.log[-2000:]}")
         if now >= next_at:
             s = sample(run.pid)
             if s is not None:
@@ -531,22 +477,12 @@ def _sample_until(run: Run, until: float, interval: float, proc: Server) -> None
         time.sleep(max(0.0, min(next_at, until) - time.monotonic()))
 
 
-def _start_server(db: Path, port: int, log: Path) -> Server:
-    server = Server(db, port, log)
-    try:
-        server.wait_listening()
-    except BaseException:
-        server.kill()
-        raise
-    return server
-
-
 def run_soak(opts: Options, workdir: Path) -> tuple[Soak, dict[str, Any]]:
     """Run the load; return what happened and the children's raw results."""
     ctx = multiprocessing.get_context("spawn")
     db = workdir / "soak.db"
     soak = Soak(opts, workdir)
-    servers: list[Server] = []
+    servers: list[ServedProcess] = []
     children: list[SpawnProcess] = []
     stop = ctx.Event()
     half = opts.seconds / 2
@@ -584,7 +520,7 @@ def run_soak(opts: Options, workdir: Path) -> tuple[Soak, dict[str, Any]]:
         say(f"run 1 exited with {run1.exit_code}; starting run 2 on port {first.port}")
         try:
             second = _start_server(db, first.port, workdir / "run2.log")
-        except StartFailedError as exc:
+        except LaunchError as exc:
             if not exc.port_in_use:
                 raise
             # Expected after a run on --port 0: cheroot sets SO_REUSEADDR only on a fixed port,

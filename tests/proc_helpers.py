@@ -1,160 +1,52 @@
-"""Run ``main.py`` as a real child process and talk to it over HTTP.
+"""Real Taskdesk processes for the tests, started through tests/launcher.py, and a client.
 
-Used by test_process.py. A background thread reads the child's stderr into a list, so the pipe
-never fills and the log can be searched at any time; waiting for a log line is a condition wait
-on that list (woken by each new line or by end of file), never a sleep.
+A background thread reads the child's stderr into a list, so the pipe never fills and the log
+can be searched at any time; waiting for a log line is a condition wait on that list (woken by
+each new line or by end of file), never a sleep.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage import TaskStatus
+from tests.launcher import (
+    LISTENING,
+    MAIN,
+    REPO_ROOT,
+    TIMEOUT,
+    ServedProcess,
+    child_env,
+    headless,
+    main_command,
+    run_taskdesk,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MAIN = REPO_ROOT / "main.py"
-
-# Every wait in these tests is bounded by this many seconds.
-TIMEOUT = 60.0
-
-LISTENING = re.compile(r"API listening on http://(?P<host>[^\s/]+):(?P<port>\d+)")
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child: this one without any TASKDESK_ variable, Qt offscreen."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKDESK_")}
-    env["QT_QPA_PLATFORM"] = "offscreen"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
+__all__ = ["LISTENING", "MAIN", "REPO_ROOT", "TIMEOUT", "Api", "Reply", "StartTaskdesk",
+           "TaskdeskProcess", "child_env", "completed", "headless", "read_only", "read_rows",
+           "run_taskdesk"]
 
 
-def run_taskdesk(
-    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = TIMEOUT
-) -> subprocess.CompletedProcess[str]:
-    """Run main.py to completion (for runs expected to exit on their own)."""
-    return subprocess.run(
-        [sys.executable, str(MAIN), *args],
-        cwd=REPO_ROOT,
-        env=child_env(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-class TaskdeskProcess:
-    """One running ``main.py``; always call ``kill()`` (or ``terminate``) in a teardown."""
+class TaskdeskProcess(ServedProcess):
+    """One running ``main.py``; always call ``kill()`` (or ``stop``) in a teardown."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         self.args = list(args)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(MAIN), *self.args],
-            cwd=REPO_ROOT,
-            env=child_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self._lines: list[str] = []
-        self._eof = False
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read_stderr, name="stderr-reader",
-                                        daemon=True)
-        self._reader.start()
-        self.host: str | None = None
-        self.port: int | None = None
+        super().__init__(main_command(*self.args), env=env)
         self._clients: list[Api] = []
 
-    # -- log --------------------------------------------------------------------------------
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self._lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._changed:
-            return "".join(self._lines)
-
-    def wait_for_log(
-        self, pattern: str | re.Pattern[str], timeout: float = TIMEOUT
-    ) -> re.Match[str]:
-        """Wait until a stderr line matches *pattern*; fail if the process ends or time runs out."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        found: list[re.Match[str]] = []
-
-        def matched() -> bool:
-            for line in self._lines:
-                m = regex.search(line)
-                if m is not None:
-                    found.append(m)
-                    return True
-            return self._eof
-
-        with self._changed:
-            ok = self._changed.wait_for(matched, timeout)
-        if not found:
-            state = "timed out" if not ok else f"process ended (exit {self.proc.poll()})"
-            raise AssertionError(
-                f"no log line matching {regex.pattern!r} ({state}); log so far:\n{self.log}"
-            )
-        return found[0]
-
-    def wait_listening(self, timeout: float = TIMEOUT) -> int:
-        m = self.wait_for_log(LISTENING, timeout)
-        self.host, self.port = m["host"], int(m["port"])
-        return self.port
-
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    def send_signal(self, signum: signal.Signals) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float = TIMEOUT) -> int:
-        """Wait for the process to exit and for its stderr to be read to the end."""
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout)
-        return code
-
     def kill(self) -> None:
-        """SIGKILL the process if it still runs and reap it (safe to call more than once)."""
         for client in self._clients:
             client.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=TIMEOUT)
-        self._reader.join(TIMEOUT)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-    # -- HTTP ---------------------------------------------------------------------------------
+        super().kill()
 
     def api(self, token: str | None = None) -> Api:
-        assert self.port is not None, "call wait_listening() first"
+        assert self.port, "call wait_listening() first"
         client = Api("127.0.0.1", self.port, token)
         self._clients.append(client)
         return client
@@ -230,12 +122,8 @@ class Api:
 StartTaskdesk = Callable[..., TaskdeskProcess]
 
 
-def headless(db: Path, *extra: str) -> tuple[str, ...]:
-    return ("--headless", "--db", str(db), "--port", "0", *extra)
-
-
 def completed(api: Api) -> int:
-    return api.counts()[TaskStatus.COMPLETED]
+    return api.counts()["completed"]
 
 
 def read_only(db: Path) -> sqlite3.Connection:
