@@ -32,7 +32,7 @@ import platformdirs
 from service.version import VERSION
 
 if TYPE_CHECKING:
-    # Generic from click 8.2 on (ParamType[T]); not subscriptable at run time before that.
+    # Generic in recent click (8.5), which mypy checks against; 8.1 to 8.3 cannot subscript it.
     _ParamType = click.ParamType[Any]
 else:
     _ParamType = click.ParamType
