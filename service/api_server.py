@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from cheroot import errors, server, wsgi
+from cheroot.workers.threadpool import WorkerThread
 
 log = logging.getLogger("taskdesk.api")
 
@@ -41,11 +42,17 @@ class _JsonErrorRequest(server.HTTPRequest):
     cheroot answers what it cannot parse or take (a malformed request line, header or
     Content-Length, an unknown Transfer-Encoding, a request line or headers over the limit,
     HTTP/2, a timeout mid-request) before the app sees it, through ``simple_response``, in
-    text/plain. Every API error is ``{"error": ...}`` JSON, so for statuses of 400 and up this
-    writes what cheroot 11.1's ``simple_response`` writes (the same status line, Connection:
-    close and close_connection on a 413 or 414) with a JSON body. Anything below 400 (none in
-    cheroot 11.1: its 100 Continue is written elsewhere) goes to cheroot unchanged. It also
-    closes the connection after a chunked body the app did not read to its end.
+    text/plain. Every API error is ``{"error": ...}`` JSON, and cheroot has no way to ask for
+    another content type, so for statuses of 400 and up this writes what cheroot's own
+    ``simple_response`` writes (the same status line, Connection: close and close_connection
+    on a 413 or 414) with a JSON body. Anything below 400 (cheroot sends none: its 100
+    Continue is written elsewhere) goes to cheroot unchanged. It also closes the connection
+    after a chunked body the app did not read to its end.
+
+    Both methods override public cheroot methods, but what they write mirrors cheroot's code:
+    pyproject.toml allows only the cheroot versions this was checked against, and
+    tests/test_cheroot_contract.py compares both answers, head for head, for every status
+    cheroot's source sends, so that an upgrade which changes them fails there, saying what.
     """
 
     def simple_response(self, status: object, msg: str = "") -> None:
@@ -70,7 +77,6 @@ class _JsonErrorRequest(server.HTTPRequest):
             if exc.args[0] not in errors.socket_errors_to_ignore:
                 raise
 
-
     def send_headers(self) -> None:
         # A chunked body the app did not read to its end (refused before reading it, say
         # with a 415, or malformed): its rest would be read as the next request on this
@@ -94,6 +100,17 @@ MAX_THREADS = 64
 GUARD_SECONDS = 0.25  # how often the guard looks
 GROW_BY = 8
 SHRINK_AFTER = 20  # looks in a row with the extra threads idle before they are stopped
+
+
+def serving_threads(http_server: server.HTTPServer) -> int:
+    """The live threads of *http_server*'s pool.
+
+    cheroot's ThreadPool keeps no public count (only a private list, which also holds threads
+    that have ended), so this counts live WorkerThreads, each of which names the server it
+    serves in its documented ``server`` attribute.
+    """
+    return sum(1 for t in threading.enumerate()
+               if isinstance(t, WorkerThread) and t.server is http_server)
 
 
 class ApiServer:
@@ -152,11 +169,15 @@ class ApiServer:
         last, idle_looks = -1, 0
         while not self._stopping.wait(GUARD_SECONDS):
             answered = self._answered
-            threads = len(getattr(pool, "_threads", ()))
+            threads = self.threads
             if pool.qsize and answered == last and threads < pool.max:
-                log.warning("every API thread is held by a client that sends nothing; "
-                            "starting %d more", min(GROW_BY, pool.max - threads))
+                # grow() counts the threads an earlier shrink() stopped against the maximum
+                # until the next shrink() drops them from the pool's list, and shrink(0) does
+                # only that. Without it every grow-and-shrink cut the room left to grow.
+                pool.shrink(0)
                 pool.grow(GROW_BY)
+                log.warning("every API thread is held by a client that sends nothing; "
+                            "started %d more", self.threads - threads)
                 idle_looks = 0
             elif threads > self._min_threads and pool.idle >= threads - self._min_threads:
                 idle_looks += 1
@@ -166,6 +187,11 @@ class ApiServer:
             else:
                 idle_looks = 0
             last = answered
+
+    @property
+    def threads(self) -> int:
+        """Threads serving this server's connections now."""
+        return serving_threads(self._server)
 
     @property
     def port(self) -> int:
