@@ -52,7 +52,8 @@ class ChangeFeed(QObject):
         # A closure over the deque alone, not a bound method: it runs on other threads and
         # must not keep or touch this QObject.
         def listener(event: TaskEvent) -> None:
-            pending.append((event.task.id, event.task.seq))
+            if event.task is not None:
+                pending.append((event.task.id, event.task.seq))
 
         self._unsubscribe = service.subscribe(listener)
         self._timer = QTimer(self)

@@ -19,7 +19,12 @@ from typing import Any, NoReturn
 
 import bottle
 
-from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+    ValidationError,
+)
 from service.json_limits import may_be_unstorable, unstorable
 from service.openapi import openapi_document
 from service.task_service import TaskService, dumps
@@ -28,6 +33,7 @@ from storage import DatabaseDamagedError, StorageUnavailableError, TaskStatus
 log = logging.getLogger("taskdesk.api")
 
 MAX_BODY_BYTES = 1024 * 1024
+SUBMISSION_FIELDS = frozenset({"action", "data", "priority", "delay", "run_at", "after"})
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
@@ -255,14 +261,22 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
         body = _decode_json(_read_body())
         if not isinstance(body, dict):
             json_error(400, "request body must be a JSON object")
-        unknown = sorted(set(body) - {"action", "data"})
+        unknown = sorted(set(body) - SUBMISSION_FIELDS)
         if unknown:
             json_error(400, f"unknown field(s): {', '.join(unknown)}")
+        key = bottle.request.environ.get("HTTP_IDEMPOTENCY_KEY")
         try:
-            task = service.submit(body.get("action"), body.get("data"))
+            added = service.accept(
+                body.get("action"), body.get("data"), priority=body.get("priority"),
+                delay=body.get("delay"), run_at=body.get("run_at"), after=body.get("after"),
+                idempotency_key=key,
+            )
+        except ConflictError as exc:
+            json_error(409, str(exc))
         except ValidationError as exc:
             json_error(400, str(exc))
-        json_response(202, {"id": task.id, "status": task.status})
+        task = added.task
+        json_response(202 if added.created else 200, {"id": task.id, "status": task.status})
 
     @app.get("/tasks")
     def list_tasks() -> NoReturn:
@@ -299,7 +313,15 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
 
     @app.post("/tasks/<task_id>/cancel")
     def cancel_task(task_id: str) -> NoReturn:
-        change(task_id, service.cancel, 200)
+        _parse_optional_empty_body()
+        try:
+            task = service.cancel(task_id)
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+        except InvalidTransitionError as exc:
+            json_error(409, str(exc))
+        # A running task was asked to stop: accepted, it ends cancelled when its attempt ends.
+        json_text_response(202 if task.status == TaskStatus.RUNNING else 200, task.to_json())
 
     @app.get("/stats")
     def stats() -> NoReturn:

@@ -9,6 +9,11 @@ class ValidationError(ServiceError):
     """A submission the service refuses; nothing was written."""
 
 
+class ConflictError(ServiceError):
+    """The request conflicts with what is stored (an idempotency key used for another
+    request); nothing was written."""
+
+
 class TaskNotFoundError(ServiceError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task {task_id} not found")
@@ -19,6 +24,6 @@ class InvalidTransitionError(ServiceError):
     """The task exists but is in a status that does not allow the requested change."""
 
     def __init__(self, task_id: str, status: str, action: str, allowed: str) -> None:
-        super().__init__(f"cannot {action} task {task_id}: it is {status} (only {allowed})")
+        super().__init__(f"cannot {action} task {task_id}: it is {status} ({allowed})")
         self.task_id = task_id
         self.status = status

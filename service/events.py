@@ -18,23 +18,30 @@ class EventKind(StrEnum):
     RELEASED = "released"  # handed back to the queue without counting the attempt
     FAILED = "failed"
     CANCELLED = "cancelled"
+    CANCEL_REQUESTED = "cancel_requested"  # a running task was asked to stop
     RETRIED = "retried"
+    READY = "ready"  # every task it waited for has completed
+    PROGRESS = "progress"
+    DELETED = "deleted"  # the event's task is the task as it was
+    PAUSED = "paused"  # the queue as a whole: the event has no task
+    RESUMED = "resumed"
 
 
 # Changes after which a queued task may be ready to run (workers listen for these).
 NEW_WORK: frozenset[EventKind] = frozenset({
     EventKind.SUBMITTED, EventKind.SUBMITTED_MANY, EventKind.RETRIED, EventKind.REQUEUED,
-    EventKind.RELEASED,
+    EventKind.RELEASED, EventKind.READY, EventKind.RESUMED,
 })
 
 
 @dataclass(frozen=True, slots=True)
 class TaskEvent:
-    """What happened to a task; ``task`` is the task as stored right after the change, and
-    ``count`` how many tasks the change concerned (more than one for SUBMITTED_MANY)."""
+    """What happened to a task; ``task`` is the task as stored right after the change (as it
+    was, for DELETED), and ``count`` how many tasks the change concerned (more than one for
+    SUBMITTED_MANY)."""
 
     kind: EventKind
-    task: Task
+    task: Task | None  # None only for events of the queue as a whole (PAUSED, RESUMED)
     count: int = 1
 
 

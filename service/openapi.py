@@ -6,6 +6,14 @@ import functools
 import sys
 from typing import Any
 
+from service.scheduling import (
+    MAX_AFTER,
+    MAX_AHEAD_SECONDS,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_PRIORITY,
+    MAX_TASK_ID_LENGTH,
+    MIN_PRIORITY,
+)
 from storage import STATUSES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -118,7 +126,23 @@ def _submission_schema() -> dict[str, Any]:
             },
             "data": {"type": ["object", "null"],
                      "description": "Input for the action; defaults to {}."},
+            "priority": {"type": ["integer", "null"], "minimum": MIN_PRIORITY,
+                         "maximum": MAX_PRIORITY, "default": 0,
+                         "description": "Higher runs first; equal priorities oldest first."},
+            "delay": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_AHEAD_SECONDS,
+                      "description": "Seconds to wait before it may run (not with run_at)."},
+            "run_at": {"type": ["number", "null"],
+                       "description": "Unix seconds before which it does not run (not with "
+                       "delay); at most a minute in the past, at most a year ahead."},
+            "after": {"type": ["array", "null"], "maxItems": MAX_AFTER,
+                      "items": {"type": "string", "minLength": 1,
+                                "maxLength": MAX_TASK_ID_LENGTH},
+                      "description": "Ids of tasks that must all complete first; if one "
+                      "fails or is cancelled, this task is cancelled."},
         },
+        # delay and run_at are exclusive.
+        "not": {"required": ["delay", "run_at"],
+                "properties": {"delay": {"type": "number"}, "run_at": {"type": "number"}}},
         "allOf": [
             data_for("uppercase", {"text": {"type": "string"}}),
             data_for("sum", {"numbers": {"type": "array", "items": {"type": "number"}}}),
@@ -140,6 +164,15 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "post": {
                     "operationId": "submitTask",
                     "summary": "Queue a task",
+                    "parameters": [{
+                        "name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "minLength": 1,
+                                   "maxLength": MAX_IDEMPOTENCY_KEY,
+                                   "pattern": "^[ -~]+$"},
+                        "description": "A second POST with the same key answers 200 with the "
+                        "first task and stores nothing (for as long as that task is kept); "
+                        "with another body, 409.",
+                    }],
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {
@@ -149,6 +182,11 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "202": {**_json({"$ref": "#/components/schemas/Accepted"},
                                         "Stored as queued"),
                                 **_links("getTask", "cancelTask", "retryTask")},
+                        "200": {**_json({"$ref": "#/components/schemas/Accepted"},
+                                        "Its Idempotency-Key was used before for the same "
+                                        "request: the first task's id and current status"),
+                                **_links("getTask", "cancelTask", "retryTask")},
+                        "409": _error("Its Idempotency-Key was used for another request"),
                         "400": _error(
                             "Invalid JSON (also: a name twice in an object, a lone surrogate, "
                             "nesting deeper than 100), `action required`, or invalid data "
@@ -217,15 +255,18 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/tasks/{task_id}/cancel": {
                 "post": {
                     "operationId": "cancelTask",
-                    "summary": "Cancel a queued task",
+                    "summary": "Cancel a queued task, or stop a running one",
                     "parameters": [_TASK_ID],
                     "requestBody": _NO_BODY,
                     "responses": {
                         "200": {**_json({"$ref": "#/components/schemas/Task"}, "Cancelled"),
                                 **_links("getTask", "retryTask")},
+                        "202": {**_json({"$ref": "#/components/schemas/Task"},
+                                        "Running: asked to stop; it ends cancelled"),
+                                **_links("getTask", "retryTask")},
                         "400": _error("A body that is not empty, or not JSON"),
                         "404": _error("No such task"),
-                        "409": _error("The task is not queued"),
+                        "409": _error("The task is finished"),
                         **_POST_ERRORS,
                         **_COMMON_ERRORS,
                     },
@@ -286,14 +327,17 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "required": ["id", "status"],
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
-                        "status": {"const": "queued"},
+                        "status": {"type": "string", "enum": list(STATUSES),
+                                   "description": "queued for a new task; for a repeated "
+                                   "Idempotency-Key, the first task's status now"},
                     },
                 },
                 "Task": {
                     "type": "object",
                     "required": ["id", "action", "data", "status", "result", "error",
                                  "attempts", "max_attempts", "created_at", "started_at",
-                                 "processed_at"],
+                                 "processed_at", "run_after", "priority", "after", "progress",
+                                 "progress_message", "cancel_requested"],
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
                         "action": {"type": "string"},
@@ -308,6 +352,17 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "created_at": {"type": "number", "description": "Unix time in seconds"},
                         "started_at": _NULLABLE_TIME,
                         "processed_at": _NULLABLE_TIME,
+                        "run_after": {"type": "number",
+                                      "description": "Unix seconds: not run before then"},
+                        "priority": {"type": "integer", "minimum": MIN_PRIORITY,
+                                     "maximum": MAX_PRIORITY},
+                        "after": {"type": "array", "items": {"type": "string"},
+                                  "description": "Tasks that must complete first"},
+                        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                     "description": "How far the running attempt has come"},
+                        "progress_message": {"type": ["string", "null"]},
+                        "cancel_requested": {"type": "boolean",
+                                             "description": "Running, and asked to stop"},
                     },
                 },
                 "TaskList": {

@@ -20,19 +20,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.actions import ActionRegistry, default_registry
-from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
+from service.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+    ValidationError,
+)
 from service.events import EventKind, Listener, TaskEvent
 from service.json_limits import may_be_unstorable, unstorable
 from service.metrics import RateHistory
+from service.scheduling import check_options, request_hash
 from storage import (
     CANCELLABLE,
     RETRYABLE,
+    Added,
     Finish,
+    IdempotencyConflictError,
+    NewTask,
     Settled,
     Task,
     TaskQuery,
     TaskStatus,
     TaskStore,
+    UnknownTasksError,
     describe_statuses,
     parse_status,
 )
@@ -138,21 +148,63 @@ class TaskService:
             raise ValidationError(f"data must be at most {MAX_DATA_BYTES} bytes of JSON")
         return action, data_json
 
-    def submit(self, action: Any, data: Any = None) -> Task:
-        """Validate and store one task as queued; the task is committed when this returns."""
-        action, data_json = self.validate(action, data)
-        task = self.store.add(action, data_json, self.max_attempts, self.now())
-        # DEBUG: at INFO this line alone cost about a tenth of a POST's time under load.
-        log.debug("task queued id=%s action=%s", task.id, task.action)
-        self._emit(EventKind.SUBMITTED, task)
-        return task
+    def submit(self, action: Any, data: Any = None, **options: Any) -> Task:
+        """Validate and store one task as queued; the task is committed when this returns.
+        *options*: those of ``accept``."""
+        return self.accept(action, data, **options).task
 
-    def submit_many(self, action: Any, data: Any, copies: int) -> list[str]:
-        """Store *copies* identical tasks in one commit; return their ids."""
+    def accept(
+        self,
+        action: Any,
+        data: Any = None,
+        *,
+        priority: Any = 0,
+        delay: Any = None,
+        run_at: Any = None,
+        after: Any = None,
+        idempotency_key: Any = None,
+    ) -> Added:
+        """Validate and store one task (see service/scheduling.py for the options). With an
+        idempotency key already used for the same request, nothing is stored and the first
+        task is returned (``created`` False); for another request, ValidationError's subclass
+        ConflictError."""
+        action, data_json = self.validate(action, data)
+        now = self.now()
+        options = check_options(now, priority=priority, delay=delay, run_at=run_at,
+                                after=after, idempotency_key=idempotency_key)
+        digest = None
+        if options.idempotency_key is not None:
+            digest = request_hash(action, data_json, priority, delay, run_at, after)
+        new = NewTask(action, data_json, self.max_attempts, options.priority, options.run_after,
+                      options.after, options.idempotency_key, digest)
+        try:
+            added = self.store.add(new, now)
+        except UnknownTasksError as exc:
+            raise ValidationError(str(exc)) from None
+        except IdempotencyConflictError as exc:
+            raise ConflictError(str(exc)) from None
+        if added.created:
+            # DEBUG: at INFO this line alone cost about a tenth of a POST's time under load.
+            log.debug("task queued id=%s action=%s", added.task.id, added.task.action)
+            self._emit(EventKind.SUBMITTED, added.task)
+        return added
+
+    def submit_many(self, action: Any, data: Any, copies: int, **options: Any) -> list[str]:
+        """Store *copies* identical tasks in one commit; return their ids. *options*: those of
+        ``accept`` but an idempotency key."""
         if copies < 1:
             raise ValidationError("copies must be at least 1")
         action, data_json = self.validate(action, data)
-        ids = self.store.add_many([(action, data_json)] * copies, self.max_attempts, self.now())
+        now = self.now()
+        checked = check_options(now, **options)
+        if checked.idempotency_key is not None:
+            raise ValidationError("copies of a task cannot share an idempotency key")
+        new = NewTask(action, data_json, self.max_attempts, checked.priority, checked.run_after,
+                      checked.after)
+        try:
+            ids = self.store.add_many(new, copies, now)
+        except UnknownTasksError as exc:
+            raise ValidationError(str(exc)) from None
         log.info("%d tasks queued action=%s", len(ids), action)
         # One event for the batch, carrying the newest task: subscribers re-read what they show.
         newest = self.store.get(ids[-1])
@@ -200,36 +252,102 @@ class TaskService:
     # -- user actions on a task ----------------------------------------------------------------
 
     def cancel(self, task_id: str) -> Task:
-        tasks = self.cancel_many([task_id])
-        if not tasks:
+        """Cancel a queued task, or ask a running one to stop (it ends cancelled when its
+        attempt ends); InvalidTransitionError when its status allows neither."""
+        changed = self.cancel_many([task_id])
+        mine = [t for t in changed if t.id == task_id]
+        if not mine:
             current = self.get(task_id)
+            if current.status == TaskStatus.RUNNING and current.cancel_requested:
+                return current  # asked already: the same answer again
             raise InvalidTransitionError(task_id, current.status, "cancel",
-                                         f"{describe_statuses(CANCELLABLE)} tasks can be")
-        return tasks[0]
+                                         f"only {describe_statuses(CANCELLABLE)} tasks can be")
+        return mine[0]
 
     def cancel_many(self, task_ids: Sequence[str]) -> list[Task]:
-        """Cancel those of *task_ids* whose status allows it (one commit); return them."""
-        tasks = self.store.cancel_many(task_ids, self.now())
-        for task in tasks:
-            log.info("task cancelled id=%s action=%s", task.id, task.action)
-            self._emit(EventKind.CANCELLED, task)
-        return tasks
+        """Cancel those of *task_ids* whose status allows it (one commit); return every task
+        changed: those cancelled, those asked to stop, and those waiting for a cancelled one
+        (cancelled with it)."""
+        changed = self.store.cancel_many(task_ids, self.now())
+        for task in changed:
+            if task.status == TaskStatus.RUNNING:
+                log.info("task cancel requested id=%s action=%s", task.id, task.action)
+                self._emit(EventKind.CANCEL_REQUESTED, task)
+            else:
+                log.info("task cancelled id=%s action=%s", task.id, task.action)
+                self._emit(EventKind.CANCELLED, task)
+        return changed
 
     def retry(self, task_id: str) -> Task:
         tasks = self.retry_many([task_id])
         if not tasks:
             current = self.get(task_id)
+            if current.status.can_retry:
+                raise InvalidTransitionError(task_id, current.status, "retry",
+                                             self._blocking(current))
             raise InvalidTransitionError(task_id, current.status, "retry",
-                                         f"{describe_statuses(RETRYABLE)} tasks can be")
+                                         f"only {describe_statuses(RETRYABLE)} tasks can be")
         return tasks[0]
+
+    def _blocking(self, task: Task) -> str:
+        """Why a retryable task was not retried: a task it waits for failed or was cancelled."""
+        for dep in self.store.page(TaskQuery(ids=list(task.after)), len(task.after) or 1):
+            if dep.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                return f"it waits for task {dep.id}, which is {dep.status}; retry that first"
+        return "it changed meanwhile"
 
     def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
         """Queue again those of *task_ids* whose status allows it (one commit)."""
-        tasks = self.store.retry_many(task_ids)
+        tasks = self.store.retry_many(task_ids, self.now())
         for task in tasks:
             log.info("task retried id=%s action=%s", task.id, task.action)
             self._emit(EventKind.RETRIED, task)
         return tasks
+
+    def delete(self, task_id: str) -> Task:
+        """Delete a finished task and its log; InvalidTransitionError for a queued or running
+        one."""
+        current = self.get(task_id)
+        deleted = self.delete_many([task_id])
+        if not deleted:
+            raise InvalidTransitionError(task_id, self.get(task_id).status, "delete",
+                                         "only finished tasks can be")
+        return deleted[0] if deleted else current
+
+    def delete_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """Delete those of *task_ids* that are finished (one commit); return them."""
+        deleted = self.store.delete_many(task_ids)
+        for task in deleted:
+            log.info("task deleted id=%s action=%s", task.id, task.action)
+            self._emit(EventKind.DELETED, task)
+        return deleted
+
+    def purge(self, completed_before: float, failed_before: float, limit: int) -> int:
+        """Delete up to *limit* finished tasks older than the given times; how many."""
+        deleted = self.store.purge(completed_before, failed_before, limit)
+        for task in deleted:
+            self._emit(EventKind.DELETED, task)
+        return len(deleted)
+
+    # -- the queue as a whole ------------------------------------------------------------------
+
+    def paused(self) -> bool:
+        return self.store.paused()
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (running tasks finish, nothing new starts, submissions are accepted) or
+        resume the queue; the state survives a restart."""
+        self.store.set_paused(paused)
+        log.warning("queue paused") if paused else log.info("queue resumed")
+        self._emit_queue(EventKind.RESUMED if not paused else EventKind.PAUSED)
+
+    def _emit_queue(self, kind: EventKind) -> None:
+        event = TaskEvent(kind, None)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("task event listener failed")
 
     def recover(self) -> int:
         """Make tasks whose runner is gone runnable again (start-up, before workers run)."""
@@ -275,6 +393,7 @@ class TaskService:
         settled = self.store.settle([o.finish for o in outcomes], claim, self.now())
         for outcome, task in zip(outcomes, settled.finished, strict=True):
             self._report(outcome, task)
+        self._report_cascade(settled.cascaded)
         for task in settled.claimed:
             log.info("processing task id=%s action=%s attempt=%d/%d",
                      task.id, task.action, task.attempts, task.max_attempts)
@@ -285,10 +404,22 @@ class TaskService:
         """When the next queued task that is not due yet becomes due (None: none waits)."""
         return self.store.next_due(self.now())
 
+    def _report_cascade(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            if task.status == TaskStatus.CANCELLED:
+                log.info("task cancelled id=%s action=%s: %s", task.id, task.action, task.error)
+                self._emit(EventKind.CANCELLED, task)
+            elif task.waiting == 0:
+                self._emit(EventKind.READY, task)
+
     def _report(self, outcome: Outcome, task: Task | None) -> None:
         if task is None:
             log.warning("task %s was no longer running when its attempt ended; outcome dropped",
                         outcome.task.id)
+            return
+        if task.status == TaskStatus.CANCELLED:  # asked to stop while it ran
+            log.info("task cancelled id=%s action=%s", task.id, task.action)
+            self._emit(EventKind.CANCELLED, task)
             return
         if task.status == TaskStatus.COMPLETED:
             log.info("task completed id=%s action=%s", task.id, task.action)

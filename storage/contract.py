@@ -19,19 +19,32 @@ Rules common to every operation:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from storage.models import Finish, Task, TaskQuery, TaskStatus
+from storage.models import (
+    Added,
+    Finish,
+    LogSlice,
+    NewTask,
+    Progress,
+    ScheduleState,
+    Task,
+    TaskQuery,
+    TaskStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Settled:
     """What ``settle`` stored and claimed: each finished task as stored (None where that
-    attempt was no longer running), and the tasks claimed, in the order they should run."""
+    attempt was no longer running), the tasks claimed, in the order they should run, and the
+    tasks changed as a consequence (dependents made ready, or cancelled because a task they
+    wait for failed or was cancelled)."""
 
     finished: list[Task | None]
     claimed: list[Task]
+    cascaded: list[Task] = field(default_factory=list)
 
 
 class TaskStore(Protocol):
@@ -56,37 +69,67 @@ class TaskStore(Protocol):
 
     # -- writes ---------------------------------------------------------------------------
 
-    def add(self, action: str, data_json: str, max_attempts: int, now: float) -> Task:
-        """Store a new task as queued, due at once, and return it."""
+    def add(self, new: NewTask, now: float) -> Added:
+        """Store a new task as queued, due at ``new.run_after`` (None: *now*).
 
-    def add_many(
-        self, items: Sequence[tuple[str, str]], max_attempts: int, now: float
-    ) -> list[str]:
-        """Store several (action, data_json) tasks in one commit; return their ids in order."""
+        With ``new.after``, the task waits until every one of those tasks is completed; if one
+        of them is already failed or cancelled, the task is stored cancelled at once, its
+        error naming that task. Raises UnknownTasksError (nothing stored) when some of them do
+        not exist. With ``new.idempotency_key``: a key already stored returns that task
+        (``created`` False) and stores nothing, or raises IdempotencyConflictError when it was
+        stored with another ``request_hash``; concurrent adds with one key store one task.
+        """
+
+    def add_many(self, new: NewTask, copies: int, now: float) -> list[str]:
+        """Store *copies* identical tasks (no idempotency key) in one commit; their ids."""
 
     def settle(self, finishes: Sequence[Finish], claim: int, now: float) -> Settled:
-        """Store how some attempts ended and claim up to *claim* due queued tasks, oldest
-        first, in one commit.
+        """Store how some attempts ended and claim up to *claim* ready tasks, in one commit.
 
-        A claimed task becomes ``running`` with ``started_at`` = *now* and one more attempt
-        counted; no task is claimed by two callers. Due: ``run_after`` <= *now*. Storing a
-        finish is fenced by its task id and attempt number and requires the task to be
-        ``running``.
+        Ready: queued, due (``run_after`` <= *now*), waiting for no unfinished task, and the
+        queue not paused; claimed by priority (highest first), then oldest first. A claimed
+        task becomes ``running`` with ``started_at`` = *now*, one more attempt counted and no
+        progress; no task is claimed by two callers. Storing a finish is fenced by task id and
+        attempt and requires the task to be ``running``; a task whose cancellation was
+        requested while it ran ends ``cancelled`` whatever its finish says. A task completed
+        makes ready the tasks that waited only for it; one failed or cancelled cancels, down
+        the chain, every queued task waiting for it (``Settled.cascaded``).
         """
 
     def release(self, task_id: str, attempt: int, run_after: float, error: str | None
                 ) -> Task | None:
         """Running attempt *attempt* → queued again, due at *run_after*, giving the attempt
         back (the task did not run, or its outcome could not be stored); *error*, if given,
-        replaces the task's error. None if that attempt is no longer running."""
+        replaces the task's error. A task whose cancellation was requested ends cancelled
+        instead. None if that attempt is no longer running."""
 
     def cancel_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
-        """Cancel those of *task_ids* whose status allows it (TaskStatus.can_cancel), in one
-        commit; return them as stored."""
+        """Cancel those of *task_ids* whose status allows it, in one commit: a queued task
+        ends ``cancelled`` (and so, down the chain, does every queued task waiting for it); a
+        running one is marked ``cancel_requested`` and ends cancelled when its attempt ends.
+        Returns every task changed, the cascaded ones included."""
 
-    def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
-        """Queue again, with a fresh set of attempts and no result or error, those of
-        *task_ids* whose status allows it (TaskStatus.can_retry), in one commit."""
+    def retry_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
+        """Queue again, due at *now*, with a fresh set of attempts and no result, error or
+        progress, those of *task_ids* whose status allows it (TaskStatus.can_retry) and none
+        of whose ``after`` tasks is failed or cancelled, in one commit."""
+
+    def delete_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """Delete those of *task_ids* that are finished, with their logs; return them as
+        they were."""
+
+    def purge(self, completed_before: float, failed_before: float, limit: int) -> list[Task]:
+        """Delete up to *limit* tasks completed before *completed_before* or failed or
+        cancelled before *failed_before* (by ``processed_at``), oldest first, with their logs
+        and idempotency keys; return them as they were."""
+
+    def set_progress(self, reports: Sequence[Progress]) -> list[Task]:
+        """Record how far running attempts have come, in one commit (fenced by attempt);
+        the tasks updated."""
+
+    def append_log(self, task_id: str, data: bytes) -> None:
+        """Add *data* to the end of the task's log; the log keeps at most its last
+        MAX_LOG_BYTES (storage.models) bytes."""
 
     def shift_retry_times(self, seconds: float, after: float) -> int:
         """Move ``run_after`` of queued tasks due after *after* by *seconds* (the wall clock
@@ -94,8 +137,17 @@ class TaskStore(Protocol):
 
     def recover(self, now: float) -> int:
         """Make tasks whose runner is gone runnable again: back to queued with their
-        interrupted attempt counted, or failed when that was their last attempt. Return how
-        many. Call at start-up, before any worker of this instance claims."""
+        interrupted attempt counted, or failed when that was their last attempt (cancelled
+        when cancellation was requested). Return how many. Call at start-up, before any
+        worker of this instance claims."""
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (nothing is claimed) or resume the queue, for every instance, durably."""
+
+    def set_schedule_paused(self, name: str, paused: bool) -> None: ...
+
+    def record_firing(self, name: str, due: float, task_id: str) -> None:
+        """Remember that schedule *name* fired for *due* with task *task_id*."""
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -119,4 +171,14 @@ class TaskStore(Protocol):
         """Tasks in each status matching *search* (``counts`` when there is none)."""
 
     def next_due(self, now: float) -> float | None:
-        """The earliest ``run_after`` after *now* among queued tasks; None when none waits."""
+        """The earliest ``run_after`` after *now* among queued tasks waiting for no other
+        task; None when none waits."""
+
+    def paused(self) -> bool: ...
+
+    def schedule_states(self) -> dict[str, ScheduleState]: ...
+
+    def read_log(self, task_id: str, offset: int, limit: int) -> LogSlice:
+        """At most *limit* bytes of the task's log from byte *offset* (of everything it ever
+        logged; an offset before what is kept starts at the oldest byte kept). Empty when
+        there is no log (yet)."""

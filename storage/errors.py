@@ -35,3 +35,23 @@ class SchemaTooNewError(DatabaseError):
 
 class MigrationError(DatabaseError):
     """A migration step failed; the message names the database, the step and the cause."""
+
+
+class UnknownTasksError(Exception):
+    """A new task names tasks to wait for that do not exist."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        shown = ", ".join(task_ids[:10]) + (f" and {len(task_ids) - 10} more"
+                                              if len(task_ids) > 10 else "")
+        super().__init__(f"unknown task id(s) in after: {shown}")
+        self.task_ids = task_ids
+
+
+class IdempotencyConflictError(Exception):
+    """An idempotency key already stored with a different request."""
+
+    def __init__(self, key: str, task_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used for a different request "
+                         f"(task {task_id})")
+        self.key = key
+        self.task_id = task_id

@@ -38,7 +38,8 @@ class TaskStatus(StrEnum):
 
 
 STATUSES: tuple[TaskStatus, ...] = tuple(TaskStatus)
-CANCELLABLE: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED})
+# A running task is asked to stop, and ends cancelled when its attempt ends.
+CANCELLABLE: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
 RETRYABLE: frozenset[TaskStatus] = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
 FINISHED: frozenset[TaskStatus] = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
@@ -83,13 +84,19 @@ class Finish:
 class TaskQuery:
     """Which tasks a listing shows: every filter given must match. *search* matches a
     prefix of the id or part of the action (ASCII letters in any case); *ids* restricts the
-    listing to those tasks."""
+    listing to those tasks; *scheduled_after* keeps queued tasks due after that time."""
 
     status: TaskStatus | None = None
     action: str | None = None
     search: str | None = None
     ids: Sequence[str] | None = None
+    # Only queued tasks not due until after this time (delayed, or waiting for a retry).
+    scheduled_after: float | None = None
 
+
+# A task's log keeps its last 10 MiB: enough for any output a person reads, bounded for a
+# command that prints without end.
+MAX_LOG_BYTES = 10 * 1024 * 1024
 
 # Times are kept to 15 significant digits (10 µs for times of this century): what a REAL
 # written as JSON by SQLite shows, so that a time read back through any path equals the one
@@ -99,6 +106,64 @@ TIME_DIGITS = 15
 
 def stored_time(value: float) -> float:
     return float(format(value, f".{TIME_DIGITS}g"))
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to store. *run_after*: not run before then (None: at once); *after*: ids of
+    tasks that must all complete first; *idempotency_key*: a second add with the same key
+    returns the first task instead of storing another, as long as that task is kept, and
+    *request_hash* tells a repeat of the same request from a different one."""
+
+    action: str
+    data_json: str
+    max_attempts: int
+    priority: int = 0
+    run_after: float | None = None
+    after: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What ``add`` did: the task, and whether it is new (False: the idempotency key was
+    known, and *task* is the first task stored with it, as it is now)."""
+
+    task: Task
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far attempt *attempt* of a running task has come: *fraction* 0–1 or None
+    (unknown), and an optional message."""
+
+    task_id: str
+    attempt: int
+    fraction: float | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogSlice:
+    """Part of a task's log: *data* starts at byte *start* of everything the task ever
+    logged (earlier bytes may have been dropped to keep the log capped), and *next_offset*
+    is where the next read should start."""
+
+    data: bytes
+    start: int
+    next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the store keeps of a schedule between runs."""
+
+    name: str
+    paused: bool
+    last_due: float | None
+    last_task_id: str | None
 
 
 @dataclass(frozen=True)
@@ -116,12 +181,20 @@ class Task:
     started_at: float | None
     processed_at: float | None
     run_after: float
+    priority: int = 0
+    after: tuple[str, ...] = ()
+    waiting: int = 0  # how many of *after* have not completed yet
+    progress: float | None = None
+    progress_message: str | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Task:
-        """A task from its values in field order (seq, id, action, … run_after)."""
+        """A task from its values in field order (seq, id, action, … cancel_requested), with
+        *after* as JSON text (or None)."""
         (seq, id_, action, data, status, result, error, attempts, max_attempts,
-         created_at, started_at, processed_at, run_after) = row
+         created_at, started_at, processed_at, run_after, priority, after, waiting, progress,
+         progress_message, cancel_requested) = row
         return cls(
             seq=seq,
             id=id_,
@@ -135,7 +208,14 @@ class Task:
             created_at=created_at,
             started_at=started_at,
             processed_at=processed_at,
-            run_after=run_after or 0.0,
+            # Rows older than delays stored 0 for "at once": due since they were created.
+            run_after=run_after or created_at,
+            priority=priority,
+            after=tuple(json.loads(after)) if after else (),
+            waiting=waiting,
+            progress=progress,
+            progress_message=progress_message,
+            cancel_requested=bool(cancel_requested),
         )
 
     # Decoded on first use and kept: a table showing thousands of rows never needs most of
@@ -177,11 +257,17 @@ class Task:
             ("created_at", _json(self.created_at)),
             ("started_at", _json(self.started_at)),
             ("processed_at", _json(self.processed_at)),
+            ("run_after", _json(self.run_after)),
+            ("priority", _json(self.priority)),
+            ("after", json_list(self.after)),
+            ("progress", _json(self.progress)),
+            ("progress_message", _json(self.progress_message)),
+            ("cancel_requested", "true" if self.cancel_requested else "false"),
         ]
         return "{" + ",".join(f'"{name}":{value}' for name, value in fields) + "}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The task as the API contract describes it (run_after is internal)."""
+        """The task as the API contract describes it."""
         return {
             "id": self.id,
             "action": self.action,
@@ -194,7 +280,18 @@ class Task:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "processed_at": self.processed_at,
+            "run_after": self.run_after,
+            "priority": self.priority,
+            "after": list(self.after),
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "cancel_requested": self.cancel_requested,
         }
+
+
+def json_list(items: Sequence[str]) -> str:
+    """A list of strings as JSON text, compact, as Task.to_json writes ``after``."""
+    return "[" + ",".join(_json(i) for i in items) + "]"
 
 
 def _json(value: str | int | float | None) -> str:

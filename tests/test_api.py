@@ -28,7 +28,7 @@ from service.task_service import TaskService
 from storage import STATUSES, TaskQuery
 from storage.sqlite import SqliteTaskStore
 from tests.conftest import ApiEnv as Env
-from tests.conftest import Client, Response, claim_task, served, unchanged
+from tests.conftest import Client, Response, claim_task, run_claimed, served, unchanged
 
 JSON = {"Content-Type": "application/json"}
 WAIT_MS = 15_000
@@ -307,7 +307,7 @@ def test_data_that_is_not_representable_json_is_400(shared: Env) -> None:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"action": "uppercase", "priority": 1}, "unknown field(s): priority"),
+    ({"action": "uppercase", "prio": 1}, "unknown field(s): prio"),
     ({"action": "x", "data": {}, "zeta": 1, "alpha": None}, "unknown field(s): alpha, zeta"),
     ({"Action": "uppercase"}, "unknown field(s): Action"),
     ({"action": "x", "id": str(uuid.uuid4()), "status": "completed"},
@@ -570,7 +570,9 @@ def test_get_task_200_is_the_full_task(shared: Env) -> None:
     task_id = submit(shared.client, "uppercase", {"text": "hello world"})
     task = get_task(shared.client, task_id)
     assert set(task) == {"id", "action", "data", "status", "result", "error", "attempts",
-                         "max_attempts", "created_at", "started_at", "processed_at"}
+                         "max_attempts", "created_at", "started_at", "processed_at",
+                         "run_after", "priority", "after", "progress", "progress_message",
+                         "cancel_requested"}
     stored = shared.store.get(task_id)
     assert stored is not None and task == stored.to_dict()
     assert (task["max_attempts"], task["data"]) == (3, {"text": "hello world"})
@@ -618,14 +620,26 @@ def test_cancel_or_retry_unknown_task_is_404(shared: Env, verb: str) -> None:
         expect_error(shared.client.post(f"/tasks/{uuid.uuid4()}/{verb}", headers=JSON), 404)
 
 
-def test_cancel_or_retry_a_running_task_is_409(shared: Env) -> None:
+def test_retry_a_running_task_is_409(shared: Env) -> None:
     task_id = submit(shared.client, "uppercase")
     assert claim_task(shared.service, task_id) is not None  # claimed, as a worker would
-    for verb in ("cancel", "retry"):
-        with unchanged(shared.store):
-            error = expect_error(shared.client.post(f"/tasks/{task_id}/{verb}", headers=JSON),
-                                 409)
-        assert "running" in error
+    with unchanged(shared.store):
+        error = expect_error(shared.client.post(f"/tasks/{task_id}/retry", headers=JSON), 409)
+    assert "running" in error
+
+
+def test_cancel_a_running_task_is_202_and_asks_it_to_stop(shared: Env) -> None:
+    task_id = submit(shared.client, "uppercase")
+    running = claim_task(shared.service, task_id)
+    assert running is not None
+    for _ in range(2):  # asking twice is the same answer
+        resp = shared.client.post(f"/tasks/{task_id}/cancel", headers=JSON)
+        assert resp.status == 202
+        assert (resp.json()["status"], resp.json()["cancel_requested"]) == ("running", True)
+    done = run_claimed(shared.service, running)  # its attempt ends: cancelled, not completed
+    assert done is not None and (done.status, done.result) == ("cancelled", None)
+    error = expect_error(shared.client.post(f"/tasks/{task_id}/cancel", headers=JSON), 409)
+    assert "cancelled" in error
 
 
 def test_cancel_takes_an_empty_object_body(shared: Env) -> None:

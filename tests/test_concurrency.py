@@ -60,7 +60,7 @@ def test_2000_posts_from_16_threads_each_run_exactly_once(
 
     def record(event: TaskEvent) -> None:
         with lock:
-            events[(event.kind, event.task.id)] += 1
+            events[(event.kind, event.task.id if event.task else "")] += 1
 
     unsubscribe = service.subscribe(record)
     client = api_factory()

@@ -183,7 +183,7 @@ def test_closed_schemas_reject_undocumented_and_missing_fields(
     task = shared.client.get(f"/tasks/{task_id}").json()
     validator = response_validator(document, "/tasks/{task_id}", "get", 200)
     validator.validate(task)
-    for bad in ({**task, "run_after": 0}, {k: v for k, v in task.items() if k != "result"},
+    for bad in ({**task, "seq": 0}, {k: v for k, v in task.items() if k != "result"},
                 {**task, "status": "pending"}, {**task, "attempts": "0"}):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate(bad)

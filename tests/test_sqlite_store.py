@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from storage import DatabaseDamagedError, DatabaseInUseError, TaskQuery, TaskStatus, open_store
+from storage import (
+    DatabaseDamagedError,
+    DatabaseInUseError,
+    NewTask,
+    TaskQuery,
+    TaskStatus,
+    open_store,
+)
 from storage.sqlite import SqliteTaskStore, damage_marker
 
 NOW = 1_800_000_000.0
@@ -23,11 +30,36 @@ def test_listings_and_the_claim_use_indexes(store: SqliteTaskStore) -> None:
     assert "USING INDEX tasks_by_status" in by_status and "TEMP B-TREE" not in by_status
     assert "TEMP B-TREE" not in plan(store, "SELECT id FROM tasks ORDER BY seq DESC LIMIT 100")
     claim = plan(store, store._CLAIM.replace("?", "1"))
-    assert "USING INDEX tasks_by_status" in claim and "TEMP B-TREE" not in claim
+    assert "USING INDEX tasks_ready" in claim and "TEMP B-TREE" not in claim
+    due = plan(store, "SELECT min(run_after) FROM tasks INDEXED BY tasks_ready_run_after "
+                      "WHERE status = 'queued' AND waiting = 0 AND run_after > 1")
+    assert "tasks_ready_run_after" in due
+
+
+def test_a_log_keeps_its_last_bytes_and_offsets_of_everything_logged(
+    tmp_path: Path,
+) -> None:
+    from storage.sqlite.logs import TaskLogs
+
+    logs = TaskLogs(tmp_path / "logs", cap=100, slack=50)
+    chunks = [bytes([65 + i % 26]) * 30 for i in range(10)]  # 300 bytes in all
+    for chunk in chunks:
+        logs.append("t1", chunk)
+    everything = b"".join(chunks)
+    kept = logs.read("t1", 0, 1000)
+    assert kept.start >= 300 - 150 and kept.next_offset == 300  # capped: the head dropped
+    assert kept.data == everything[kept.start:]
+    assert logs.read("t1", 290, 1000).data == everything[290:]
+    log_file = tmp_path / "logs" / "t1.log"
+    assert log_file.stat().st_mode & 0o777 == 0o600
+    logs.remove(["t1"])
+    assert not log_file.exists() and logs.read("t1", 0, 10).data == b""
+    with pytest.raises(ValueError):
+        logs.append("../escape", b"x")
 
 
 def test_listing_written_by_sqlite_keeps_the_order_and_the_page(store: SqliteTaskStore) -> None:
-    store.add_many([("x", f'{{"i":{i}}}') for i in range(1500)], 3, NOW)
+    store.add_many(NewTask("x", '{"i":1}', 3), 1500, NOW)
     everything = store.page(TaskQuery(), 1500)
     store.cancel_many([t.id for t in everything][::3], NOW)
     for status, limit, offset in ((None, 1000, 0), (None, 100, 1400),
@@ -51,11 +83,11 @@ def test_damage_found_once_is_remembered_marked_and_nothing_more_is_written(
 
     monkeypatch.setattr(store._writer, "execute", broken)
     with pytest.raises(DatabaseDamagedError, match="is damaged: database disk image is malformed"):
-        store.add("x", "{}", 3, NOW)
+        store.add(NewTask("x", "{}", 3), NOW)
     monkeypatch.undo()
     # The writer works again, but the file is known to be damaged: no write reaches it.
     with pytest.raises(DatabaseDamagedError):
-        store.add("x", "{}", 3, NOW)
+        store.add(NewTask("x", "{}", 3), NOW)
     assert store.count(TaskQuery()) == 0  # reads that do not meet the damage go on
     assert told == [store.damage] and store.damage is not None
     # The next start checks the file before using it.

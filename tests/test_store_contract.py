@@ -10,16 +10,23 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from storage import (
     STATUSES,
     Finish,
+    IdempotencyConflictError,
+    LogSlice,
+    NewTask,
+    Progress,
+    ScheduleState,
     Task,
     TaskQuery,
     TaskStatus,
     TaskStore,
+    UnknownTasksError,
     stored_time,
 )
 from storage.sqlite import SqliteTaskStore
@@ -52,6 +59,19 @@ def store(open_store: StoreFactory) -> TaskStore:
     return open_store()
 
 
+def add(store: TaskStore, action: str = "x", data: str = "{}", attempts: int = 3,
+        now: float = NOW, **options: Any) -> Task:
+    added = store.add(NewTask(action, data, attempts, **options), now)
+    assert added.created
+    return added.task
+
+
+def add_all(store: TaskStore, items: list[tuple[str, str]], attempts: int, now: float
+            ) -> list[str]:
+    """Tasks of different actions and data, one add each (add_many makes copies of one)."""
+    return [add(store, action, data, attempts, now).id for action, data in items]
+
+
 def claim(store: TaskStore, n: int = 1, now: float = NOW) -> list[Task]:
     return store.settle([], n, now).claimed
 
@@ -72,25 +92,25 @@ class TestStoreContract:
     def test_add_stores_a_queued_task_that_another_store_sees(
         self, store: TaskStore, open_store: StoreFactory
     ) -> None:
-        task = store.add("uppercase", '{"text":"a"}', 3, NOW)
+        task = add(store, "uppercase", '{"text":"a"}', 3, NOW)
         assert (task.status, task.attempts, task.max_attempts, task.data, task.created_at) == (
             QUEUED, 0, 3, {"text": "a"}, NOW)
         assert task.started_at is None and task.result is None and task.error is None
         seen = open_store().get(task.id)
         assert seen == task
 
-    def test_add_many_stores_all_in_order(self, store: TaskStore) -> None:
-        added = store.add_many([("a", "{}"), ("b", '{"x":1}'), ("c", "[]")], 2, NOW)
+    def test_add_many_stores_copies_in_order(self, store: TaskStore) -> None:
+        added = store.add_many(NewTask("b", '{"x":1}', 2, priority=5), 3, NOW)
         assert len(set(added)) == 3
         listed = store.page(TaskQuery(), 10)
         assert ids(listed) == added[::-1]
-        assert [t.action for t in listed] == ["c", "b", "a"]
-        assert all(t.max_attempts == 2 and t.status == QUEUED for t in listed)
-        assert store.add_many([], 3, NOW) == []
+        assert all((t.action, t.data, t.max_attempts, t.status, t.priority, t.run_after) ==
+                   ("b", {"x": 1}, 2, QUEUED, 5, NOW) for t in listed)
+        assert store.add_many(NewTask("b", "{}", 2), 0, NOW) == []
 
     def test_times_are_kept_as_stored_time_gives_them(self, store: TaskStore) -> None:
         when = 1_764_300_000.123456789
-        task = store.add("x", "{}", 3, when)
+        task = add(store, "x", "{}", 3, when)
         assert task.created_at == stored_time(when)
         assert store.get(task.id) == task
 
@@ -99,7 +119,7 @@ class TestStoreContract:
     def test_claim_takes_due_tasks_oldest_first_and_counts_an_attempt(
         self, store: TaskStore
     ) -> None:
-        added = store.add_many([("x", "{}")] * 5, 3, NOW)
+        added = store.add_many(NewTask("x", "{}", 3), 5, NOW)
         first = claim(store, 2, NOW + 1)
         assert ids(first) == added[:2]
         assert all((t.status, t.attempts, t.started_at) == (TaskStatus.RUNNING, 1, NOW + 1)
@@ -108,7 +128,7 @@ class TestStoreContract:
         assert claim(store, 10, NOW + 3) == []
 
     def test_claim_skips_tasks_not_due_and_next_due_says_when(self, store: TaskStore) -> None:
-        task = store.add("x", "{}", 3, NOW)
+        task = add(store, "x", "{}", 3, NOW)
         [running] = claim(store)
         assert finish(store, running, QUEUED, "boom", NOW + 5) is not None
         assert store.next_due(NOW) == NOW + 5
@@ -118,7 +138,7 @@ class TestStoreContract:
         assert (again.id, again.attempts, again.error) == (task.id, 2, "boom")
 
     def test_finish_completed_failed_or_queued_again(self, store: TaskStore) -> None:
-        store.add_many([("x", "{}")] * 3, 3, NOW)
+        store.add_many(NewTask("x", "{}", 3), 3, NOW)
         ra, rb, rc = claim(store, 3, NOW + 1)
         done = store.settle([
             Finish(ra.id, 1, TaskStatus.COMPLETED, '{"output":1}', NOW + 3),
@@ -134,7 +154,7 @@ class TestStoreContract:
             "again", NOW + 9, None)
 
     def test_finish_is_fenced_by_status_and_attempt(self, store: TaskStore) -> None:
-        store.add("x", "{}", 3, NOW)
+        add(store, "x", "{}", 3, NOW)
         [first] = claim(store)
         assert finish(store, first, QUEUED, "e", NOW) is not None
         [second] = claim(store)
@@ -147,8 +167,8 @@ class TestStoreContract:
         assert stored is not None and (stored.status, stored.result) == (COMPLETED, "ok")
 
     def test_outcomes_and_the_next_claim_share_one_settle(self, store: TaskStore) -> None:
-        a = store.add("x", "{}", 3, NOW)
-        b = store.add("x", "{}", 3, NOW)
+        a = add(store, "x", "{}", 3, NOW)
+        b = add(store, "x", "{}", 3, NOW)
         [ra] = claim(store)
         settled = store.settle([Finish(a.id, ra.attempts, TaskStatus.COMPLETED, "1", NOW)], 5, NOW)
         assert [t.status if t else None for t in settled.finished] == [COMPLETED]
@@ -157,7 +177,7 @@ class TestStoreContract:
     def test_two_stores_claiming_at_once_never_take_the_same_task(
         self, store: TaskStore, open_store: StoreFactory
     ) -> None:
-        added = store.add_many([("x", "{}")] * 300, 3, NOW)
+        added = store.add_many(NewTask("x", "{}", 3), 300, NOW)
         taken: dict[int, list[str]] = {0: [], 1: []}
         barrier = threading.Barrier(2)
         others = [open_store(), open_store()]
@@ -178,7 +198,7 @@ class TestStoreContract:
     def test_cancel_racing_claim_has_exactly_one_winner(
         self, store: TaskStore, open_store: StoreFactory
     ) -> None:
-        added = store.add_many([("x", "{}")] * 200, 3, NOW)
+        added = store.add_many(NewTask("x", "{}", 3), 200, NOW)
         won: dict[str, list[str]] = {"claim": [], "cancel": []}
         barrier = threading.Barrier(2)
         claimer, canceller = open_store(), open_store()
@@ -191,7 +211,8 @@ class TestStoreContract:
         def cancel_all() -> None:
             barrier.wait()
             for task_id in added:
-                won["cancel"].extend(ids(canceller.cancel_many([task_id], NOW)))
+                changed = canceller.cancel_many([task_id], NOW)
+                won["cancel"].extend(t.id for t in changed if t.status == TaskStatus.CANCELLED)
 
         threads = [threading.Thread(target=claim_all), threading.Thread(target=cancel_all)]
         for t in threads:
@@ -203,11 +224,14 @@ class TestStoreContract:
         counts = store.counts()
         assert (counts[TaskStatus.RUNNING], counts[TaskStatus.CANCELLED]) == (
             len(claimed), len(cancelled))
+        # The claimed ones the canceller reached after the claim were asked to stop instead.
+        asked = store.page(TaskQuery(status=TaskStatus.RUNNING), 1000)
+        assert all(t.cancel_requested for t in asked)
 
     # -- releasing, cancelling, retrying -----------------------------------------------------
 
     def test_release_gives_the_attempt_back_and_is_fenced(self, store: TaskStore) -> None:
-        task = store.add("x", "{}", 3, NOW)
+        task = add(store, "x", "{}", 3, NOW)
         [running] = claim(store)
         released = store.release(task.id, running.attempts, NOW + 7, "cannot store outcome")
         assert released is not None
@@ -221,37 +245,65 @@ class TestStoreContract:
     def test_cancel_and_retry_change_only_tasks_whose_status_allows_it(
         self, store: TaskStore
     ) -> None:
-        added = store.add_many([("x", "{}")] * 4, 3, NOW)
-        claim(store)  # the oldest is running now
+        done = add(store)
+        [done_running] = claim(store)
+        finish(store, done_running, COMPLETED, "1", NOW)
+        added = store.add_many(NewTask("x", "{}", 3), 4, NOW)
+        [running] = claim(store)  # the oldest is running now
         for status in STATUSES:
-            assert status.can_cancel == (status == QUEUED)
+            assert status.can_cancel == (status in (QUEUED, TaskStatus.RUNNING))
             assert status.can_retry == (status in (FAILED, TaskStatus.CANCELLED))
-        cancelled = store.cancel_many([*added, "no-such-id"], NOW + 1)
-        assert sorted(ids(cancelled)) == sorted(added[1:])
-        assert all((t.status, t.processed_at) == (TaskStatus.CANCELLED, NOW + 1)
-                   for t in cancelled)
+        changed = store.cancel_many([*added, done.id, "no-such-id"], NOW + 1)
+        assert sorted(ids(changed)) == sorted(added)
+        by_id = {t.id: t for t in changed}
+        assert all((by_id[i].status, by_id[i].processed_at) == (TaskStatus.CANCELLED, NOW + 1)
+                   for i in added[1:])
+        # The running one is asked to stop: still running until its attempt ends.
+        assert (by_id[running.id].status, by_id[running.id].cancel_requested) == (
+            TaskStatus.RUNNING, True)
+        assert store.cancel_many([running.id], NOW + 2) == []  # asked once is enough
         assert claim(store, 10) == []  # a cancelled task is never claimed
-        retried = store.retry_many(added[:3])
+        retried = store.retry_many(added[:3], NOW + 3)
         assert sorted(ids(retried)) == sorted(added[1:3])
         assert all((t.status, t.attempts, t.error, t.processed_at, t.run_after) ==
-                   (QUEUED, 0, None, None, 0.0) for t in retried)
-        assert store.counts() == {QUEUED: 2, TaskStatus.RUNNING: 1, COMPLETED: 0, FAILED: 0,
+                   (QUEUED, 0, None, None, NOW + 3) for t in retried)
+        assert store.counts() == {QUEUED: 2, TaskStatus.RUNNING: 1, COMPLETED: 1, FAILED: 0,
                                   TaskStatus.CANCELLED: 1}
-        assert store.cancel_many([], NOW) == [] and store.retry_many([]) == []
+        assert store.cancel_many([], NOW) == [] and store.retry_many([], NOW) == []
+
+    def test_a_running_task_asked_to_stop_ends_cancelled_whatever_its_outcome(
+        self, store: TaskStore
+    ) -> None:
+        store.add_many(NewTask("x", "{}", 3), 4, NOW)
+        a, b, c, d = claim(store, 4)
+        store.cancel_many([a.id, b.id, c.id, d.id], NOW + 1)
+        done = store.settle([
+            Finish(a.id, 1, TaskStatus.COMPLETED, '"late"', NOW + 2),
+            Finish(b.id, 1, TaskStatus.FAILED, "ActionCancelled: stopped", NOW + 2),
+            Finish(c.id, 1, TaskStatus.QUEUED, "would retry", NOW + 9),
+        ], 0, NOW + 2).finished
+        for task in done:
+            assert task is not None
+            assert (task.status, task.result, task.processed_at) == (
+                TaskStatus.CANCELLED, None, NOW + 2)
+            assert task.error is not None and task.error.startswith("cancelled while running")
+        released = store.release(d.id, 1, NOW + 3, None)
+        assert released is not None and released.status == TaskStatus.CANCELLED
+        assert store.counts()[TaskStatus.CANCELLED] == 4
 
     def test_retry_gives_a_failed_task_fresh_attempts(self, store: TaskStore) -> None:
-        store.add("x", "{}", 1, NOW)
+        add(store, "x", "{}", 1, NOW)
         [running] = claim(store)
         failed = finish(store, running, FAILED, "boom", NOW + 1)
         assert failed is not None and failed.status == FAILED
-        [retried] = store.retry_many([running.id])
+        [retried] = store.retry_many([running.id], NOW)
         assert (retried.status, retried.attempts, retried.error, retried.result) == (
             QUEUED, 0, None, None)
         assert claim(store)[0].attempts == 1
 
     def test_shift_retry_times_moves_only_pending_retries(self, store: TaskStore) -> None:
-        due = store.add("x", "{}", 3, NOW)
-        store.add("x", "{}", 3, NOW)
+        due = add(store, "x", "{}", 3, NOW)
+        add(store, "x", "{}", 3, NOW)
         [_, later] = claim(store, 2)
         finish(store, later, QUEUED, "e", NOW + 100)
         assert store.shift_retry_times(-60, NOW) == 1
@@ -261,8 +313,8 @@ class TestStoreContract:
     def test_recover_requeues_running_tasks_and_fails_exhausted_ones(
         self, store: TaskStore
     ) -> None:
-        fresh = store.add("x", "{}", 3, NOW)
-        last_try = store.add("x", "{}", 1, NOW)
+        fresh = add(store, "x", "{}", 3, NOW)
+        last_try = add(store, "x", "{}", 1, NOW)
         claim(store, 2)
         assert store.recover(NOW + 1) == 2
         a, b = store.get(fresh.id), store.get(last_try.id)
@@ -279,7 +331,7 @@ class TestStoreContract:
     def test_pages_newest_first_with_filters_search_ids_and_cursor(
         self, store: TaskStore
     ) -> None:
-        added = store.add_many([("uppercase", "{}"), ("sum", "{}")] * 5, 3, NOW)
+        added = add_all(store, [("uppercase", "{}"), ("sum", "{}")] * 5, 3, NOW)
         store.cancel_many([added[0]], NOW)
         newest = added[::-1]
         assert ids(store.page(TaskQuery(), 3)) == newest[:3]
@@ -295,29 +347,29 @@ class TestStoreContract:
         assert ids(store.page(cancelled_search, 100)) == [added[0]]
 
     def test_search_is_literal_and_ignores_ascii_case_only(self, store: TaskStore) -> None:
-        store.add("a_b%c", "{}", 3, NOW)
-        store.add("axbyc", "{}", 3, NOW)
-        store.add("ÉCLAIR", "{}", 3, NOW)
+        add(store, "a_b%c", "{}", 3, NOW)
+        add(store, "axbyc", "{}", 3, NOW)
+        add(store, "ÉCLAIR", "{}", 3, NOW)
         assert [t.action for t in store.page(TaskQuery(search="_b%"), 10)] == ["a_b%c"]
         assert [t.action for t in store.page(TaskQuery(search="A_B"), 10)] == ["a_b%c"]
         assert [t.action for t in store.page(TaskQuery(search="éclair"), 10)] == []
         assert [t.action for t in store.page(TaskQuery(search="ÉCL"), 10)] == ["ÉCLAIR"]
 
     def test_counts_follow_every_transition(self, store: TaskStore) -> None:
-        a = store.add("x", "{}", 1, NOW)
-        b = store.add("x", "{}", 1, NOW)
+        a = add(store, "x", "{}", 1, NOW)
+        b = add(store, "x", "{}", 1, NOW)
         [running] = claim(store)
         store.cancel_many([b.id], NOW)
         assert store.counts() == {QUEUED: 0, TaskStatus.RUNNING: 1, COMPLETED: 0, FAILED: 0,
                                   TaskStatus.CANCELLED: 1}
         finish(store, running, FAILED, "e", NOW)
-        store.retry_many([b.id])
+        store.retry_many([b.id], NOW)
         assert store.counts() == {QUEUED: 1, TaskStatus.RUNNING: 0, COMPLETED: 0, FAILED: 1,
                                   TaskStatus.CANCELLED: 0}
         assert a.id == running.id
 
     def test_count_and_count_by_status(self, store: TaskStore) -> None:
-        added = store.add_many([("uppercase", "{}"), ("sum", "{}")] * 5, 3, NOW)
+        added = add_all(store, [("uppercase", "{}"), ("sum", "{}")] * 5, 3, NOW)
         store.cancel_many([added[0]], NOW)
         assert store.count(TaskQuery()) == 10
         assert store.count(TaskQuery(status=QUEUED)) == 9
@@ -332,7 +384,7 @@ class TestStoreContract:
     def test_list_json_is_page_as_to_json_by_offset(self, store: TaskStore) -> None:
         odd = "é😀\u2028\x7f \"q\" \\ \t\n\x00\x1f end"
         for i, when in enumerate([NOW, NOW + 0.5, NOW + 0.123456789, 1_764_300_000.40606]):
-            store.add(f"act {odd}", f'{{"i":{i},"s":"x\\u0000y","n":[1.5e300,-0.0]}}', 3, when)
+            add(store, f"act {odd}", f'{{"i":{i},"s":"x\\u0000y","n":[1.5e300,-0.0]}}', 3, when)
         [a, b] = claim(store, 2, NOW + 0.1)
         finish(store, a, COMPLETED, '{"output":"ÉÉ","big":123456789012345678901234567890}',
                NOW + 0.2)
@@ -350,3 +402,198 @@ class TestStoreContract:
         assert store.counts() == dict.fromkeys(STATUSES, 0)
         assert store.next_due(NOW) is None
         assert store.problem is None and store.damage is None
+
+
+class TestOrderAndDependencies:
+    def test_higher_priority_runs_first_then_oldest_first(self, store: TaskStore) -> None:
+        low = add(store, priority=-5)
+        mid = [add(store) for _ in range(2)]
+        high = add(store, priority=100)
+        assert ids(claim(store, 10)) == [high.id, *ids(mid), low.id]
+
+    def test_a_delayed_task_waits_for_its_time(self, store: TaskStore) -> None:
+        later = add(store, run_after=NOW + 60)
+        assert later.run_after == NOW + 60 and later.status == QUEUED
+        now_task = add(store)
+        assert ids(claim(store, 10, NOW)) == [now_task.id]
+        assert store.next_due(NOW) == NOW + 60
+        scheduled = TaskQuery(scheduled_after=NOW)
+        assert ids(store.page(scheduled, 10)) == [later.id] and store.count(scheduled) == 1
+        assert ids(claim(store, 10, NOW + 60)) == [later.id]
+        assert store.count(scheduled) == 0
+
+    def test_a_dependent_runs_once_all_it_waits_for_completed(self, store: TaskStore) -> None:
+        a, b = add(store), add(store)
+        c = add(store, after=(a.id, b.id, a.id))
+        assert (c.after, c.waiting) == ((a.id, b.id), 2)
+        ra, rb = claim(store, 2)
+        assert claim(store, 5) == []  # c waits
+        settled = store.settle([Finish(ra.id, 1, TaskStatus.COMPLETED, "1", NOW)], 5, NOW)
+        assert settled.claimed == [] and [t.waiting for t in settled.cascaded] == [1]
+        settled = store.settle([Finish(rb.id, 1, TaskStatus.COMPLETED, "2", NOW)], 5, NOW)
+        assert [t.waiting for t in settled.cascaded] == [0]
+        assert ids(settled.claimed) == [c.id]
+        # Waiting for tasks completed already: ready at once.
+        assert add(store, after=(a.id,)).waiting == 0
+
+    def test_a_failed_or_cancelled_task_cancels_its_dependents_down_the_chain(
+        self, store: TaskStore
+    ) -> None:
+        a = add(store, attempts=1)
+        b = add(store, after=(a.id,))
+        c = add(store, after=(b.id,))
+        other = add(store)
+        [ra] = claim(store)
+        settled = store.settle([Finish(ra.id, 1, TaskStatus.FAILED, "boom", NOW + 1)], 0, NOW + 1)
+        cancelled = {t.id: t for t in settled.cascaded}
+        assert set(cancelled) == {b.id, c.id}
+        assert cancelled[b.id].error == f"cancelled: task {a.id}, which it waits for, failed"
+        assert cancelled[c.id].error == (
+            f"cancelled: task {b.id}, which it waits for, was cancelled")
+        assert all(t.status == TaskStatus.CANCELLED and t.processed_at == NOW + 1
+                   for t in cancelled.values())
+        d = add(store, after=(other.id,))
+        changed = store.cancel_many([other.id], NOW + 2)
+        assert {t.id: t.status for t in changed} == {other.id: TaskStatus.CANCELLED,
+                                                     d.id: TaskStatus.CANCELLED}
+        # Waiting for a task failed already: cancelled at once, the error naming it.
+        late = add(store, after=(a.id,))
+        assert late.status == TaskStatus.CANCELLED and late.error is not None
+        assert a.id in late.error
+
+    def test_retry_of_a_dependent_waits_until_what_it_waits_for_is_retried(
+        self, store: TaskStore
+    ) -> None:
+        a = add(store, attempts=1)
+        b = add(store, after=(a.id,))
+        [ra] = claim(store)
+        finish(store, ra, FAILED, "boom", NOW)
+        assert store.retry_many([b.id], NOW) == []  # a is still failed
+        assert ids(store.retry_many([a.id], NOW)) == [a.id]
+        [rb] = store.retry_many([b.id], NOW)
+        assert (rb.status, rb.waiting) == (QUEUED, 1)
+
+    def test_unknown_tasks_to_wait_for_are_refused_and_nothing_is_stored(
+        self, store: TaskStore
+    ) -> None:
+        a = add(store)
+        with pytest.raises(UnknownTasksError) as info:
+            store.add(NewTask("x", "{}", 3, after=(a.id, "nope-1", "nope-2")), NOW)
+        assert info.value.task_ids == ["nope-1", "nope-2"]
+        with pytest.raises(UnknownTasksError):
+            store.add_many(NewTask("x", "{}", 3, after=("nope",)), 5, NOW)
+        assert store.count(TaskQuery()) == 1
+
+    def test_an_idempotency_key_stores_one_task_per_request(self, store: TaskStore) -> None:
+        first = store.add(NewTask("x", "{}", 3, idempotency_key="k1", request_hash="h"), NOW)
+        again = store.add(NewTask("x", "{}", 3, idempotency_key="k1", request_hash="h"), NOW)
+        assert first.created and not again.created and again.task.id == first.task.id
+        with pytest.raises(IdempotencyConflictError) as info:
+            store.add(NewTask("y", "{}", 3, idempotency_key="k1", request_hash="other"), NOW)
+        assert info.value.task_id == first.task.id
+        assert store.count(TaskQuery()) == 1
+        # Kept only as long as the task: deleted, the key is free again.
+        [running] = claim(store)
+        finish(store, running, COMPLETED, "1", NOW)
+        assert ids(store.delete_many([first.task.id])) == [first.task.id]
+        assert store.add(NewTask("x", "{}", 3, idempotency_key="k1", request_hash="h"),
+                         NOW).created
+
+    def test_concurrent_adds_with_one_key_store_one_task(
+        self, store: TaskStore, open_store: StoreFactory
+    ) -> None:
+        barrier = threading.Barrier(8)
+        results: list[tuple[str, bool]] = []
+        lock = threading.Lock()
+        stores = [open_store() for _ in range(8)]
+
+        def run(own: TaskStore) -> None:
+            barrier.wait()
+            added = own.add(NewTask("x", "{}", 3, idempotency_key="race", request_hash="h"), NOW)
+            with lock:
+                results.append((added.task.id, added.created))
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len({task_id for task_id, _ in results}) == 1
+        assert sum(created for _, created in results) == 1
+        assert store.count(TaskQuery()) == 1
+
+
+class TestTheQueueAndItsUpkeep:
+    def test_a_paused_queue_claims_nothing_for_anyone_until_resumed(
+        self, store: TaskStore, open_store: StoreFactory
+    ) -> None:
+        add(store)
+        other = open_store()
+        assert not other.paused()
+        store.set_paused(True)
+        assert other.paused() and claim(other) == []
+        store.set_paused(False)
+        assert len(claim(other)) == 1
+
+    def test_progress_is_kept_for_the_running_attempt_only(self, store: TaskStore) -> None:
+        add(store)
+        [running] = claim(store)
+        [updated] = store.set_progress([Progress(running.id, 1, 0.25, "a quarter")])
+        assert (updated.progress, updated.progress_message) == (0.25, "a quarter")
+        assert store.set_progress([Progress(running.id, 2, 0.5, None)]) == []  # another attempt
+        finish(store, running, QUEUED, "again", NOW)
+        assert store.set_progress([Progress(running.id, 1, 0.9, None)]) == []  # not running
+        [again] = claim(store)
+        assert (again.progress, again.progress_message) == (None, None)  # a new attempt
+        assert store.set_progress([]) == []
+
+    def test_delete_removes_finished_tasks_only_with_their_logs(self, store: TaskStore) -> None:
+        done, queued = add(store), add(store)
+        [running] = claim(store)
+        store.append_log(done.id, b"output\n")
+        finish(store, running, COMPLETED, "1", NOW)
+        assert ids(store.delete_many([done.id, queued.id, "nope"])) == [done.id]
+        assert store.get(done.id) is None and store.get(queued.id) is not None
+        assert store.read_log(done.id, 0, 100).data == b""
+        assert store.counts()[COMPLETED] == 0
+
+    def test_purge_deletes_old_finished_tasks_by_status_oldest_first(
+        self, store: TaskStore
+    ) -> None:
+        tasks = [add(store, attempts=1) for _ in range(6)]
+        running = claim(store, 6)
+        outcomes = [COMPLETED, COMPLETED, COMPLETED, FAILED, FAILED, QUEUED]
+        for i, (task, status) in enumerate(zip(running, outcomes, strict=True)):
+            if status != QUEUED:
+                finish(store, task, status, "x", NOW + i)
+        store.cancel_many([tasks[5].id], NOW + 10)  # running: ends cancelled when it finishes
+        finish(store, running[5], COMPLETED, "1", NOW + 10)
+        # completed before NOW + 2: tasks 0 and 1; failed/cancelled before NOW + 4: task 3.
+        assert ids(store.purge(NOW + 2, NOW + 4, 1)) == [tasks[0].id]  # the limit
+        assert sorted(ids(store.purge(NOW + 2, NOW + 4, 100))) == sorted(
+            [tasks[1].id, tasks[3].id])
+        assert store.purge(NOW + 2, NOW + 4, 100) == []
+        assert sorted(ids(store.purge(NOW + 100, NOW + 100, 100))) == sorted(
+            [tasks[2].id, tasks[4].id, tasks[5].id])
+        assert store.count(TaskQuery()) == 0
+
+    def test_schedule_state_is_kept(self, store: TaskStore, open_store: StoreFactory) -> None:
+        assert store.schedule_states() == {}
+        store.record_firing("nightly", NOW, "t1")
+        store.record_firing("nightly", NOW - 60, "t0")  # an older firing recorded late
+        store.set_schedule_paused("nightly", True)
+        store.set_schedule_paused("hourly", True)
+        states = open_store().schedule_states()
+        assert states["nightly"] == ScheduleState("nightly", True, NOW, "t1")
+        assert states["hourly"] == ScheduleState("hourly", True, None, None)
+        store.set_schedule_paused("hourly", False)
+        assert not store.schedule_states()["hourly"].paused
+
+    def test_logs_append_and_read_by_offset(self, store: TaskStore) -> None:
+        task = add(store)
+        assert store.read_log(task.id, 0, 100) == LogSlice(b"", 0, 0)
+        store.append_log(task.id, b"hello ")
+        store.append_log(task.id, b"\xff\xfeworld\n")
+        assert store.read_log(task.id, 0, 100) == LogSlice(b"hello \xff\xfeworld\n", 0, 14)
+        assert store.read_log(task.id, 6, 3) == LogSlice(b"\xff\xfew", 6, 9)
+        assert store.read_log(task.id, 14, 100) == LogSlice(b"", 14, 14)

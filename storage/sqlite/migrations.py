@@ -131,10 +131,63 @@ def _step_3_indexes_and_counts(conn: sqlite3.Connection) -> None:
     )
 
 
+def _step_4_order_dependencies_progress(conn: sqlite3.Connection) -> None:
+    # When and in what order (priority, dependencies, idempotency keys, pause, schedules) and
+    # what a running task reports (progress, a cancel request).
+    for column in (
+        "priority INTEGER NOT NULL DEFAULT 0",
+        # Unfinished tasks this one waits for; it is claimed only at 0.
+        "waiting INTEGER NOT NULL DEFAULT 0",
+        "after_ids TEXT",  # JSON array of the ids it waits for, as given (NULL: none)
+        "idempotency_key TEXT",
+        "request_hash TEXT",
+        "progress REAL",
+        "progress_message TEXT",
+        "cancel_requested INTEGER NOT NULL DEFAULT 0",
+    ):
+        conn.execute(f"ALTER TABLE tasks ADD COLUMN {column}")
+    # The claim: ready tasks by priority, then age, in one index walk.
+    conn.execute(
+        "CREATE INDEX tasks_ready ON tasks (priority DESC, seq) "
+        "WHERE status = 'queued' AND waiting = 0"
+    )
+    # When the next waiting task is due (a retry, a delay), among ready ones.
+    conn.execute("DROP INDEX tasks_queued_run_after")
+    conn.execute(
+        "CREATE INDEX tasks_ready_run_after ON tasks (run_after) "
+        "WHERE status = 'queued' AND waiting = 0"
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (idempotency_key) "
+        "WHERE idempotency_key IS NOT NULL"
+    )
+    # Retention deletes finished tasks oldest first.
+    # (processed_at is set exactly while a task is finished.)
+    conn.execute(
+        "CREATE INDEX tasks_finished ON tasks (status, processed_at) "
+        "WHERE processed_at IS NOT NULL"
+    )
+    # Who waits for whom: dependents of a task are found by its id.
+    conn.execute(
+        "CREATE TABLE task_deps (dep_id TEXT NOT NULL, task_id TEXT NOT NULL, "
+        "PRIMARY KEY (dep_id, task_id)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TABLE queue_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "paused INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.execute("INSERT INTO queue_state (id, paused) VALUES (1, 0)")
+    conn.execute(
+        "CREATE TABLE schedules (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0, "
+        "last_due REAL, last_task_id TEXT) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tutorial_table,
     _step_2_task_lifecycle,
     _step_3_indexes_and_counts,
+    _step_4_order_dependencies_progress,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

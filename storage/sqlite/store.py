@@ -24,19 +24,31 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from storage.contract import Settled
-from storage.errors import DatabaseDamagedError, DatabaseError, StorageUnavailableError
+from storage.errors import (
+    DatabaseDamagedError,
+    DatabaseError,
+    IdempotencyConflictError,
+    StorageUnavailableError,
+    UnknownTasksError,
+)
 from storage.models import (
-    CANCELLABLE,
     RETRYABLE,
     STATUSES,
+    Added,
     Finish,
+    LogSlice,
+    NewTask,
+    Progress,
+    ScheduleState,
     Task,
     TaskQuery,
     TaskStatus,
+    json_list,
     stored_time,
 )
 from storage.sqlite.connection import Synchronous, check_integrity, damage_in, open_connection
 from storage.sqlite.instance_lock import InstanceLock
+from storage.sqlite.logs import TaskLogs
 from storage.sqlite.migrations import LATEST_VERSION, migrate
 from storage.sqlite.writer import WriteBatcher
 
@@ -47,7 +59,8 @@ T = TypeVar("T")
 # The columns every read selects, in Task's field order.
 TASK_COLUMNS = (
     "seq, id, action, data, status, result, error, attempts, max_attempts, "
-    "created_at, started_at, processed_at, run_after"
+    "created_at, started_at, processed_at, run_after, priority, after_ids, waiting, "
+    "progress, progress_message, cancel_requested"
 )
 
 # A task row as the JSON text Task.to_json() writes, character for character, computed by
@@ -59,12 +72,24 @@ TASK_JSON_SQL = (
     " || ',\"attempts\":' || attempts || ',\"max_attempts\":' || max_attempts"
     " || ',\"created_at\":' || json_quote(created_at)"
     " || ',\"started_at\":' || json_quote(started_at)"
-    " || ',\"processed_at\":' || json_quote(processed_at) || '}'"
+    " || ',\"processed_at\":' || json_quote(processed_at)"
+    " || ',\"run_after\":' || json_quote(coalesce(nullif(run_after, 0), created_at))"
+    " || ',\"priority\":' || priority || ',\"after\":' || coalesce(after_ids, '[]')"
+    " || ',\"progress\":' || json_quote(progress)"
+    " || ',\"progress_message\":' || json_quote(progress_message)"
+    " || ',\"cancel_requested\":' || CASE WHEN cancel_requested THEN 'true' ELSE 'false' END"
+    " || '}'"
 )
+_FINISHED_SQL = "('completed', 'failed', 'cancelled')"
 
 
 def _sql_list(statuses: frozenset[TaskStatus]) -> str:
     return ", ".join(f"'{s.value}'" for s in STATUSES if s in statuses)
+
+
+def logs_folder(path: Path) -> Path:
+    """Where the tasks' logs of database *path* live: a folder beside it."""
+    return path.with_name(path.name + ".logs")
 
 
 def damage_marker(path: Path) -> Path:
@@ -87,6 +112,7 @@ class SqliteTaskStore:
         self._closed = False
         self._writer = WriteBatcher(path, synchronous)
         self._instance_lock: InstanceLock | None = None
+        self.logs = TaskLogs(logs_folder(path))
         self.migrated: tuple[int, int] = (LATEST_VERSION, LATEST_VERSION)
         self.problem: str | None = None
         self.damage: str | None = None
@@ -206,97 +232,316 @@ class SqliteTaskStore:
     # -- writes ----------------------------------------------------------------------------
 
     _INSERT = (
-        "INSERT INTO tasks (id, action, data, status, max_attempts, created_at) "
-        "VALUES (?, ?, ?, 'queued', ?, ?)"
+        "INSERT INTO tasks (id, action, data, status, max_attempts, created_at, run_after, "
+        "priority, after_ids, waiting, idempotency_key, request_hash) "
+        "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
-    def add(self, action: str, data_json: str, max_attempts: int, now: float) -> Task:
-        params = (str(uuid.uuid4()), action, data_json, max_attempts, stored_time(now))
-        sql = f"{self._INSERT} RETURNING {TASK_COLUMNS}"
-        [row] = self._write(lambda conn: conn.execute(sql, params).fetchall())
-        return Task.from_row(row)
-
-    def add_many(
-        self, items: Sequence[tuple[str, str]], max_attempts: int, now: float
-    ) -> list[str]:
+    def add(self, new: NewTask, now: float) -> Added:
         when = stored_time(now)
-        rows = [(str(uuid.uuid4()), action, data, max_attempts, when) for action, data in items]
-        self._write(lambda conn: conn.executemany(self._INSERT, rows))
-        return [row[0] for row in rows]
+        task_id = str(uuid.uuid4())
+        after = list(dict.fromkeys(new.after))  # each once, in the order given
 
-    # Due queued tasks, oldest first, as one statement: the tasks_by_status index is ordered
-    # by (status, seq), so this walks the queued entries from the oldest and stops at n.
+        def write(conn: sqlite3.Connection) -> Added:
+            if new.idempotency_key is not None:
+                rows = conn.execute(
+                    f"SELECT {TASK_COLUMNS}, request_hash FROM tasks WHERE idempotency_key = ?",
+                    (new.idempotency_key,),
+                ).fetchall()
+                if rows:
+                    *columns, request_hash = rows[0]
+                    if request_hash != new.request_hash:
+                        raise IdempotencyConflictError(new.idempotency_key, columns[1])
+                    return Added(Task.from_row(columns), created=False)
+            waiting, blocker = 0, None
+            if after:
+                waiting, blocker = self._dependencies(conn, after)
+            run_after = when if new.run_after is None else stored_time(new.run_after)
+            [row] = conn.execute(
+                f"{self._INSERT} RETURNING {TASK_COLUMNS}",
+                (task_id, new.action, new.data_json, new.max_attempts, when, run_after,
+                 new.priority, json_list(after) if after else None, waiting,
+                 new.idempotency_key, new.request_hash),
+            ).fetchall()
+            if after:
+                conn.executemany("INSERT INTO task_deps (dep_id, task_id) VALUES (?, ?)",
+                                 [(dep, task_id) for dep in after])
+            if blocker is not None:
+                dep_id, dep_status = blocker
+                [row] = conn.execute(
+                    f"UPDATE tasks SET status = 'cancelled', processed_at = ?, error = ? "
+                    f"WHERE id = ? RETURNING {TASK_COLUMNS}",
+                    (when, _waited_for(dep_id, dep_status), task_id),
+                ).fetchall()
+            return Added(Task.from_row(row), created=True)
+
+        return self._write(write)
+
+    @staticmethod
+    def _dependencies(conn: sqlite3.Connection, after: list[str]
+                      ) -> tuple[int, tuple[str, str] | None]:
+        """(how many of *after* are not completed, the first failed or cancelled one)."""
+        found = dict(conn.execute(
+            "SELECT id, status FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(after),),
+        ).fetchall())
+        missing = [dep for dep in after if dep not in found]
+        if missing:
+            raise UnknownTasksError(missing)
+        blocker = next(((dep, found[dep]) for dep in after
+                        if found[dep] in ("failed", "cancelled")), None)
+        return sum(1 for dep in after if found[dep] != "completed"), blocker
+
+    def add_many(self, new: NewTask, copies: int, now: float) -> list[str]:
+        if new.idempotency_key is not None:
+            raise ValueError("copies of a task cannot share an idempotency key")
+        when = stored_time(now)
+        run_after = when if new.run_after is None else stored_time(new.run_after)
+        after = list(dict.fromkeys(new.after))
+        ids = [str(uuid.uuid4()) for _ in range(copies)]
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            waiting, blocker = self._dependencies(conn, after) if after else (0, None)
+            after_json = json_list(after) if after else None
+            conn.executemany(self._INSERT, [
+                (task_id, new.action, new.data_json, new.max_attempts, when, run_after,
+                 new.priority, after_json, waiting, None, None) for task_id in ids
+            ])
+            if after:
+                conn.executemany("INSERT INTO task_deps (dep_id, task_id) VALUES (?, ?)",
+                                 [(dep, task_id) for task_id in ids for dep in after])
+            if blocker is not None:
+                conn.execute(
+                    "UPDATE tasks SET status = 'cancelled', processed_at = ?, error = ? "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (when, _waited_for(*blocker), json.dumps(ids)),
+                )
+            return ids
+
+        return self._write(write)
+
+    # Ready tasks by priority, then oldest first, as one statement walking the tasks_ready
+    # index; nothing while the queue is paused.
     _CLAIM = (
         f"UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
-        f"attempts = attempts + 1 "
-        f"WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_by_status "
-        f"WHERE status = 'queued' AND run_after <= ? ORDER BY seq LIMIT ?) "
+        f"attempts = attempts + 1, progress = NULL, progress_message = NULL "
+        f"WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_ready "
+        f"WHERE status = 'queued' AND waiting = 0 AND run_after <= ? "
+        f"ORDER BY priority DESC, seq LIMIT ?) "
+        f"AND (SELECT paused FROM queue_state) = 0 "
         f"RETURNING {TASK_COLUMNS}"
     )
     # How a running attempt ends, by the status it ends in; each takes
-    # (result or error, processed_at or run_after, id, attempt).
+    # (result or error, processed_at or run_after, id, attempt). A task whose cancellation
+    # was requested while it ran ends cancelled, whatever its attempt came to.
     _FENCE = "WHERE id = ? AND status = 'running' AND attempts = ?"
+    _IF_CANCELLED = "CASE WHEN cancel_requested THEN 'cancelled' ELSE"
+    _CANCELLED_ERROR = "'cancelled while running'"
     _FINISH: ClassVar[dict[TaskStatus, str]] = {
         TaskStatus.COMPLETED: (
-            f"UPDATE tasks SET status = 'completed', result = ?, error = NULL, processed_at = ? "
+            f"UPDATE tasks SET status = {_IF_CANCELLED} 'completed' END, "
+            f"result = CASE WHEN cancel_requested THEN NULL ELSE ? END, "
+            f"error = CASE WHEN cancel_requested THEN {_CANCELLED_ERROR} END, processed_at = ? "
             f"{_FENCE} RETURNING {TASK_COLUMNS}"
         ),
         TaskStatus.QUEUED: (
-            f"UPDATE tasks SET status = 'queued', error = ?, run_after = ? "
+            f"UPDATE tasks SET status = {_IF_CANCELLED} 'queued' END, "
+            f"error = CASE WHEN cancel_requested THEN {_CANCELLED_ERROR} ELSE ? END, "
+            f"run_after = ?, processed_at = CASE WHEN cancel_requested THEN ?3 END "
             f"{_FENCE} RETURNING {TASK_COLUMNS}"
         ),
         TaskStatus.FAILED: (
-            f"UPDATE tasks SET status = 'failed', error = ?, processed_at = ? "
+            f"UPDATE tasks SET status = {_IF_CANCELLED} 'failed' END, "
+            f"error = CASE WHEN cancel_requested THEN {_CANCELLED_ERROR} || ': ' || ? "
+            f"ELSE ? END, processed_at = ? "
             f"{_FENCE} RETURNING {TASK_COLUMNS}"
         ),
     }
 
     def settle(self, finishes: Sequence[Finish], claim: int, now: float) -> Settled:
         when = stored_time(now)
-        params = [(f.text, stored_time(f.when), f.task_id, f.attempt) for f in finishes]
+        work = [(f, self._finish_params(f, when)) for f in finishes]
 
-        def write(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-            stored = []
-            for f, p in zip(finishes, params, strict=True):
-                rows = conn.execute(self._FINISH[f.status], p).fetchall()
-                stored.append(rows[0] if rows else None)
+        def write(conn: sqlite3.Connection) -> Settled:
+            stored: list[Task | None] = []
+            cascaded: list[Task] = []
+            for f, params in work:
+                rows = conn.execute(self._FINISH[f.status], params).fetchall()
+                task = Task.from_row(rows[0]) if rows else None
+                stored.append(task)
+                if task is not None and task.status.is_finished:
+                    cascaded.extend(self._cascade(conn, task, when))
             claimed = conn.execute(self._CLAIM, (when, when, claim)).fetchall() if claim else []
-            return stored, claimed
+            tasks = sorted((Task.from_row(r) for r in claimed), key=lambda t: (-t.priority, t.seq))
+            return Settled(stored, tasks, cascaded)
 
-        stored, claimed = self._write(write)
-        tasks = sorted((Task.from_row(r) for r in claimed), key=lambda t: t.seq)
-        return Settled([None if r is None else Task.from_row(r) for r in stored], tasks)
+        return self._write(write)
+
+    @staticmethod
+    def _finish_params(f: Finish, now: float) -> tuple[object, ...]:
+        when = stored_time(f.when)
+        if f.status == TaskStatus.QUEUED:
+            # ?3 (processed_at, when the requested cancellation ends it) is *now*.
+            return (f.text, when, now, f.task_id, f.attempt)
+        if f.status == TaskStatus.FAILED:
+            return (f.text, f.text, when, f.task_id, f.attempt)
+        return (f.text, when, f.task_id, f.attempt)
+
+    def _cascade(self, conn: sqlite3.Connection, task: Task, now: float) -> list[Task]:
+        """What a finished task changes for the tasks waiting for it (one index lookup when
+        none does)."""
+        if conn.execute("SELECT 1 FROM task_deps WHERE dep_id = ? LIMIT 1",
+                        (task.id,)).fetchone() is None:
+            return []
+        if task.status == TaskStatus.COMPLETED:
+            rows = conn.execute(
+                f"UPDATE tasks SET waiting = waiting - 1 WHERE id IN "
+                f"(SELECT task_id FROM task_deps WHERE dep_id = ?) "
+                f"AND status = 'queued' AND waiting > 0 RETURNING {TASK_COLUMNS}",
+                (task.id,),
+            ).fetchall()
+        else:
+            how = "failed" if task.status == TaskStatus.FAILED else "was cancelled"
+            rows = conn.execute(
+                f"WITH RECURSIVE chain(id, cause) AS ("
+                f"  SELECT task_id, dep_id FROM task_deps WHERE dep_id = ?1"
+                f"  UNION SELECT d.task_id, d.dep_id FROM task_deps d JOIN chain c"
+                f"  ON d.dep_id = c.id) "
+                f"UPDATE tasks SET status = 'cancelled', processed_at = ?2, error = "
+                f"'cancelled: task ' || (SELECT cause FROM chain WHERE chain.id = tasks.id "
+                f"LIMIT 1) || ', which it waits for, ' || CASE WHEN (SELECT cause FROM chain "
+                f"WHERE chain.id = tasks.id LIMIT 1) = ?1 THEN ?3 ELSE 'was cancelled' END "
+                f"WHERE id IN (SELECT id FROM chain) AND status = 'queued' "
+                f"RETURNING {TASK_COLUMNS}",
+                (task.id, now, how),
+            ).fetchall()
+        return [Task.from_row(r) for r in rows]
 
     def release(self, task_id: str, attempt: int, run_after: float, error: str | None
                 ) -> Task | None:
-        sql = (f"UPDATE tasks SET status = 'queued', attempts = max(0, attempts - 1), "
-               f"started_at = NULL, run_after = ?, error = coalesce(?, error) "
+        sql = (f"UPDATE tasks SET status = {self._IF_CANCELLED} 'queued' END, "
+               f"attempts = max(0, attempts - 1), started_at = NULL, run_after = ?, "
+               f"processed_at = CASE WHEN cancel_requested THEN ? END, "
+               f"error = CASE WHEN cancel_requested THEN {self._CANCELLED_ERROR} "
+               f"ELSE coalesce(?, error) END "
                f"{self._FENCE} RETURNING {TASK_COLUMNS}")
-        params = (stored_time(run_after), error, task_id, attempt)
-        rows = self._write(lambda conn: conn.execute(sql, params).fetchall())
-        return Task.from_row(rows[0]) if rows else None
+        when = stored_time(run_after)
+        params = (when, when, error, task_id, attempt)
 
-    _CANCEL = (
-        f"UPDATE tasks SET status = 'cancelled', processed_at = ? "
-        f"WHERE id IN (SELECT value FROM json_each(?)) AND status IN ({_sql_list(CANCELLABLE)}) "
-        f"RETURNING {TASK_COLUMNS}"
-    )
-    _RETRY = (
-        f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
-        f"started_at = NULL, processed_at = NULL, run_after = 0 "
-        f"WHERE id IN (SELECT value FROM json_each(?)) AND status IN ({_sql_list(RETRYABLE)}) "
-        f"RETURNING {TASK_COLUMNS}"
-    )
+        def write(conn: sqlite3.Connection) -> Task | None:
+            rows = conn.execute(sql, params).fetchall()
+            if not rows:
+                return None
+            task = Task.from_row(rows[0])
+            if task.status.is_finished:
+                self._cascade(conn, task, when)
+            return task
+
+        return self._write(write)
 
     def cancel_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
+        when = stored_time(now)
+        ids = json.dumps(list(task_ids))
+
+        def write(conn: sqlite3.Connection) -> list[Task]:
+            rows = conn.execute(
+                f"UPDATE tasks SET status = 'cancelled', processed_at = ? "
+                f"WHERE id IN (SELECT value FROM json_each(?)) AND status = 'queued' "
+                f"RETURNING {TASK_COLUMNS}", (when, ids),
+            ).fetchall()
+            rows += conn.execute(
+                f"UPDATE tasks SET cancel_requested = 1 "
+                f"WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' "
+                f"AND NOT cancel_requested RETURNING {TASK_COLUMNS}", (ids,),
+            ).fetchall()
+            changed = [Task.from_row(r) for r in rows]
+            for task in list(changed):
+                if task.status == TaskStatus.CANCELLED:
+                    changed.extend(self._cascade(conn, task, when))
+            return changed
+
+        return self._write(write)
+
+    _RETRY = (
+        f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
+        f"started_at = NULL, processed_at = NULL, run_after = ?, progress = NULL, "
+        f"progress_message = NULL, cancel_requested = 0, waiting = "
+        f"(SELECT count(*) FROM task_deps d JOIN tasks t ON t.id = d.dep_id "
+        f"WHERE d.task_id = tasks.id AND t.status != 'completed') "
+        f"WHERE id IN (SELECT value FROM json_each(?)) AND status IN ({_sql_list(RETRYABLE)}) "
+        f"AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t ON t.id = d.dep_id "
+        f"WHERE d.task_id = tasks.id AND t.status IN ('failed', 'cancelled')) "
+        f"RETURNING {TASK_COLUMNS}"
+    )
+
+    def retry_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
         params = (stored_time(now), json.dumps(list(task_ids)))
-        rows = self._write(lambda conn: conn.execute(self._CANCEL, params).fetchall())
+        rows = self._write(lambda conn: conn.execute(self._RETRY, params).fetchall())
         return [Task.from_row(r) for r in rows]
 
-    def retry_many(self, task_ids: Sequence[str]) -> list[Task]:
+    def delete_many(self, task_ids: Sequence[str]) -> list[Task]:
         ids = json.dumps(list(task_ids))
-        rows = self._write(lambda conn: conn.execute(self._RETRY, (ids,)).fetchall())
-        return [Task.from_row(r) for r in rows]
+
+        def write(conn: sqlite3.Connection) -> list[Task]:
+            rows = conn.execute(
+                f"DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?)) "
+                f"AND status IN {_FINISHED_SQL} RETURNING {TASK_COLUMNS}", (ids,)).fetchall()
+            return self._forget(conn, rows)
+
+        deleted = self._write(write)
+        self.logs.remove([t.id for t in deleted])
+        return deleted
+
+    def purge(self, completed_before: float, failed_before: float, limit: int) -> list[Task]:
+        def write(conn: sqlite3.Connection) -> list[Task]:
+            rows: list[Any] = []
+            for status, before in (("completed", completed_before), ("failed", failed_before),
+                                   ("cancelled", failed_before)):
+                left = limit - len(rows)
+                if left <= 0:
+                    break
+                rows += conn.execute(
+                    f"DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks INDEXED BY "
+                    f"tasks_finished WHERE status = ? AND processed_at IS NOT NULL "
+                    f"AND processed_at < ? ORDER BY processed_at LIMIT ?) "
+                    f"RETURNING {TASK_COLUMNS}", (status, stored_time(before), left)).fetchall()
+            return self._forget(conn, rows)
+
+        deleted = self._write(write)
+        self.logs.remove([t.id for t in deleted])
+        return deleted
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, rows: list[Any]) -> list[Task]:
+        """Tasks from deleted rows, after dropping what tasks waited for them by (their
+        waiting counts already left them out: they were finished)."""
+        deleted = [Task.from_row(r) for r in rows]
+        if deleted:
+            conn.execute("DELETE FROM task_deps WHERE task_id IN "
+                         "(SELECT value FROM json_each(?))", (json.dumps([t.id for t in deleted]),))
+        return deleted
+
+    _PROGRESS = (
+        f"UPDATE tasks SET progress = ?, progress_message = ? "
+        f"WHERE id = ? AND status = 'running' AND attempts = ? RETURNING {TASK_COLUMNS}"
+    )
+
+    def set_progress(self, reports: Sequence[Progress]) -> list[Task]:
+        params = [(None if r.fraction is None else stored_time(r.fraction), r.message,
+                   r.task_id, r.attempt) for r in reports]
+
+        def write(conn: sqlite3.Connection) -> list[Task]:
+            updated = []
+            for p in params:
+                rows = conn.execute(self._PROGRESS, p).fetchall()
+                if rows:
+                    updated.append(Task.from_row(rows[0]))
+            return updated
+
+        return self._write(write) if params else []
+
+    def append_log(self, task_id: str, data: bytes) -> None:
+        self.logs.append(task_id, data)
 
     def shift_retry_times(self, seconds: float, after: float) -> int:
         return self._write(lambda conn: conn.execute(
@@ -308,14 +553,42 @@ class SqliteTaskStore:
         # Under the instance lock, every running task is one a stopped process left behind.
         sql = (
             "UPDATE tasks SET "
-            "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
-            "error = 'interrupted: Taskdesk stopped while this task was running', "
-            "processed_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END, "
-            "run_after = 0 "
-            "WHERE status = 'running'"
+            "status = CASE WHEN cancel_requested THEN 'cancelled' "
+            "WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
+            "error = CASE WHEN cancel_requested THEN 'cancelled while running' "
+            "ELSE 'interrupted: Taskdesk stopped while this task was running' END, "
+            "processed_at = CASE WHEN cancel_requested OR attempts >= max_attempts "
+            "THEN ?1 END, run_after = ?1 "
+            f"WHERE status = 'running' RETURNING {TASK_COLUMNS}"
         )
         when = stored_time(now)
-        return self._write(lambda conn: conn.execute(sql, (when,)).rowcount)
+
+        def write(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(sql, (when,)).fetchall()
+            for row in rows:
+                task = Task.from_row(row)
+                if task.status.is_finished:
+                    self._cascade(conn, task, when)
+            return len(rows)
+
+        return self._write(write)
+
+    def set_paused(self, paused: bool) -> None:
+        self._write(lambda conn: conn.execute("UPDATE queue_state SET paused = ?",
+                                              (int(paused),)))
+
+    def set_schedule_paused(self, name: str, paused: bool) -> None:
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO schedules (name, paused) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused", (name, int(paused))))
+
+    def record_firing(self, name: str, due: float, task_id: str) -> None:
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO schedules (name, last_due, last_task_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET last_due = max(coalesce(last_due, 0), "
+            "excluded.last_due), last_task_id = CASE WHEN excluded.last_due >= "
+            "coalesce(last_due, 0) THEN excluded.last_task_id ELSE last_task_id END",
+            (name, stored_time(due), task_id)))
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -344,7 +617,8 @@ class SqliteTaskStore:
         return text or "", int(count)
 
     def count(self, query: TaskQuery) -> int:
-        if query.action is None and not query.search and query.ids is None:
+        if (query.action is None and not query.search and query.ids is None
+                and query.scheduled_after is None):
             counts = self.counts()
             return counts[query.status] if query.status is not None else sum(counts.values())
         where, params = _filters(query)
@@ -370,11 +644,22 @@ class SqliteTaskStore:
 
     def next_due(self, now: float) -> float | None:
         [(earliest,)] = self._read(
-            "SELECT min(run_after) FROM tasks INDEXED BY tasks_queued_run_after "
-            "WHERE status = 'queued' AND run_after > ?",
+            "SELECT min(run_after) FROM tasks INDEXED BY tasks_ready_run_after "
+            "WHERE status = 'queued' AND waiting = 0 AND run_after > ?",
             (now,),
         )
         return None if earliest is None else float(earliest)
+
+    def paused(self) -> bool:
+        return bool(self._read("SELECT paused FROM queue_state")[0][0])
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        rows = self._read("SELECT name, paused, last_due, last_task_id FROM schedules")
+        return {name: ScheduleState(name, bool(paused), last_due, last_task)
+                for name, paused, last_due, last_task in rows}
+
+    def read_log(self, task_id: str, offset: int, limit: int) -> LogSlice:
+        return self.logs.read(task_id, offset, limit)
 
 
 def _filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, tuple[object, ...]]:
@@ -394,7 +679,15 @@ def _filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, tupl
     if query.ids is not None:
         clauses.append("id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(list(query.ids)))
+    if query.scheduled_after is not None:
+        clauses.append("status = 'queued' AND run_after > ?")
+        params.append(query.scheduled_after)
     if before_seq is not None:
         clauses.append("seq < ?")
         params.append(before_seq)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _waited_for(dep_id: str, dep_status: str) -> str:
+    how = "failed" if dep_status == "failed" else "was cancelled"
+    return f"cancelled: task {dep_id}, which it waits for, {how}"
