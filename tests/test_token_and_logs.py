@@ -187,7 +187,7 @@ def test_the_verdict_is_hmac_compare_digest_on_the_token_bytes(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("service.api.hmac.compare_digest", spy)
+    monkeypatch.setattr("service.api.app.hmac.compare_digest", spy)
     client = beyond_loopback(api_factory)
 
     # A wrong token of the same length and one of another length: each is compared, as bytes,
@@ -201,9 +201,9 @@ def test_the_verdict_is_hmac_compare_digest_on_the_token_bytes(
     assert calls == [(TOKEN.encode(), TOKEN.encode())]
 
     # The verdict is compare_digest's alone: no other comparison lets a token in or out.
-    monkeypatch.setattr("service.api.hmac.compare_digest", lambda a, b: False)
+    monkeypatch.setattr("service.api.app.hmac.compare_digest", lambda a, b: False)
     assert client.get("/tasks", headers={"Authorization": f"Bearer {TOKEN}"}).status == 401
-    monkeypatch.setattr("service.api.hmac.compare_digest", lambda a, b: True)
+    monkeypatch.setattr("service.api.app.hmac.compare_digest", lambda a, b: True)
     assert client.get("/tasks", headers={"Authorization": f"Bearer {SAME_LENGTH}"}).status == 200
 
 

@@ -1,0 +1,105 @@
+"""The routes of tasks: submit, list, get, retry, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import bottle
+
+from service.api.http_io import (
+    decode_json,
+    int_param,
+    json_error,
+    json_response,
+    json_text_response,
+    parse_optional_empty_body,
+    query_text,
+    read_body,
+)
+from service.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+    ValidationError,
+)
+from service.task_service import TaskService
+from storage import TaskStatus
+
+if TYPE_CHECKING:
+    from service.api.app import ApiConfig
+
+SUBMISSION_FIELDS = frozenset({"action", "data", "priority", "delay", "run_at", "after"})
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
+
+
+def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None:
+    @app.post("/tasks")
+    def submit_task() -> NoReturn:
+        body = decode_json(read_body())
+        if not isinstance(body, dict):
+            json_error(400, "request body must be a JSON object")
+        unknown = sorted(set(body) - SUBMISSION_FIELDS)
+        if unknown:
+            json_error(400, f"unknown field(s): {', '.join(unknown)}")
+        key = bottle.request.environ.get("HTTP_IDEMPOTENCY_KEY")
+        try:
+            added = service.accept(
+                body.get("action"), body.get("data"), priority=body.get("priority"),
+                delay=body.get("delay"), run_at=body.get("run_at"), after=body.get("after"),
+                idempotency_key=key,
+            )
+        except ConflictError as exc:
+            json_error(409, str(exc))
+        except ValidationError as exc:
+            json_error(400, str(exc))
+        task = added.task
+        json_response(202 if added.created else 200, {"id": task.id, "status": task.status})
+
+    @app.get("/tasks")
+    def list_tasks() -> NoReturn:
+        status = query_text("status")
+        action = query_text("action")
+        limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = int_param("offset", 0, 0, MAX_OFFSET)
+        try:
+            listed, count, total = service.list_json(status, action, limit, offset)
+        except ValidationError as exc:  # an unknown status
+            json_error(400, str(exc))
+        json_text_response(200, f'{{"tasks":[{listed}],"count":{count},"total":{total}}}')
+
+    @app.get("/tasks/<task_id>")
+    def get_task(task_id: str) -> NoReturn:
+        try:
+            json_text_response(200, service.get(task_id).to_json())
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+
+    def change(task_id: str, apply: Callable[[str], Any], ok_status: int) -> NoReturn:
+        parse_optional_empty_body()
+        try:
+            task = apply(task_id)
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+        except InvalidTransitionError as exc:
+            json_error(409, str(exc))
+        json_text_response(ok_status, task.to_json())
+
+    @app.post("/tasks/<task_id>/retry")
+    def retry_task(task_id: str) -> NoReturn:
+        change(task_id, service.retry, 202)
+
+    @app.post("/tasks/<task_id>/cancel")
+    def cancel_task(task_id: str) -> NoReturn:
+        parse_optional_empty_body()
+        try:
+            task = service.cancel(task_id)
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+        except InvalidTransitionError as exc:
+            json_error(409, str(exc))
+        # A running task was asked to stop: accepted, it ends cancelled when its attempt ends.
+        json_text_response(202 if task.status == TaskStatus.RUNNING else 200, task.to_json())
+
