@@ -11,13 +11,16 @@ Threads:
 - Backpressure: the time the ``changed`` handlers took sets the next interval (five times as
   long, between ``interval_ms`` and ``max_interval_ms``), so even refreshes made slow by a
   search over a huge database leave the GUI thread mostly idle and the window responsive.
+- A refresh that fails (the database cannot be read right now) hands its ids back with
+  ``defer``, so they are emitted again at the next tick: the window's rows older than its live
+  window are re-read only by id, and with no further change there would be no next refresh.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -80,6 +83,11 @@ class ChangeFeed(QObject):
         interval = int(min(self._max_interval_ms, max(self._interval_ms, spent_ms * BUSY_FACTOR)))
         if interval != self._timer.interval():
             self._timer.setInterval(interval)
+
+    def defer(self, changed: Mapping[str, int]) -> None:
+        """Emit *changed* again at the next tick, with whatever changes meanwhile."""
+        # Order does not matter: a task's seq never changes, and flush() merges by id.
+        self._pending.extend(changed.items())
 
     def stop(self) -> None:
         """Stop listening and ticking; safe to call more than once."""

@@ -6,7 +6,13 @@ JSON updates the form. Every change re-validates with ``service.validate``, the 
 API applies, so Submit is enabled exactly when the service would accept the task, and the
 reason it would not is shown next to the button.
 
-Threads: GUI thread only. ``service.submit`` writes one row and returns at once.
+Threads: GUI thread only. ``service.submit`` (or ``submit_many`` for × N, one commit for all
+copies) returns once the task is committed and durable, so the GUI thread waits for that group
+commit: an fsync, a few milliseconds, longer only while another program holds the database
+lock (up to the 5 s busy timeout). We accept the wait for a click, rather than hand the write
+to a thread, because "Submitted" then means stored, as a 202 from the API does. When the write
+fails (disk full, locked, damaged) nothing was stored; the message beside the button says so
+and the status bar shows the problem (gui/database_status.py).
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import pretty_json, short_id
 from gui.status_style import STATUS_COLORS
-from service.errors import ServiceError, ValidationError
+from service.errors import ValidationError
 from service.task_service import TaskService
 
 MAX_COPIES = 10_000
@@ -83,9 +90,12 @@ def format_numbers(numbers: list[Any]) -> str | None:
 class ComposePanel(QWidget):
     submitted = Signal(list)  # ids of the stored tasks
 
-    def __init__(self, service: TaskService, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, service: TaskService, database: DatabaseStatus, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._service = service
+        self._database = database
         self._syncing = False  # set while one editor writes into the other
         self._form_error: str | None = None
         self._last_action = ""
@@ -210,17 +220,19 @@ class ComposePanel(QWidget):
             self._revalidate()
             return
         copies = self.copies_spin.value()
-        try:
-            data = self.parsed_data()
+        action, data = self.action, self.parsed_data()  # problem() is None: it parses
+
+        def store() -> list[str]:
             if copies == 1:
-                ids = [self._service.submit(self.action, data).id]
-            else:
-                ids = self._service.submit_many(self.action, data, copies)
-        except ServiceError as exc:
-            self._show_message(str(exc), kind="error")
-            return
-        except Exception as exc:  # e.g. the disk is full: say so instead of crashing
-            self._show_message(f"could not submit: {exc}", kind="error")
+                return [self._service.submit(action, data).id]
+            return self._service.submit_many(action, data, copies)
+
+        what = "submit the task" if copies == 1 else f"submit {copies:,} tasks"
+        ids = self._database.call(what, store)
+        if isinstance(ids, Failed):
+            # Beside the button rather than in a dialog: the form keeps what was typed, so
+            # submitting again once the database is back is one more click.
+            self._show_message(ids.explain().replace("\n\n", " "), kind="error")
             return
         if len(ids) == 1:
             self._show_message(f"Submitted task {short_id(ids[0])}")
@@ -319,7 +331,8 @@ class ComposePanel(QWidget):
             self._show_message(HINT, kind="hint")
 
     def _show_message(self, text: str, *, kind: str = "done") -> None:
-        """kind: "error" (why Submit is disabled), "done" (what was submitted) or "hint"."""
+        """kind: "error" (why Submit is disabled, or why a submission was not stored), "done"
+        (what was submitted) or "hint"."""
         self.message_label.setProperty("kind", kind)
         if kind == "error":
             color = STATUS_COLORS["failed"].name()

@@ -4,15 +4,27 @@ Layout: the status filter and search above the task table, the throughput chart 
 the right, the compose panel above the details of the selection; the status bar at the bottom.
 
 Threads and refreshes:
-- Only the GUI thread touches widgets and models, and it never waits on a worker.
+- Only the GUI thread touches widgets and models. It waits only on the database: on reads,
+  and, for the user's own Submit, Retry and Cancel, on the group commit that makes the change
+  durable (storage/sqlite/writer.py) — one fsync, led by whichever thread got there first, a
+  worker's included; up to the 5 s busy timeout while another program holds the database lock.
+  It never waits for a task to run.
 - Workers and the API thread report changes through ``service.subscribe``; the ChangeFeed's
   listener only appends task ids to a deque. A 100 ms QTimer drains it and, when something
   changed, the window refreshes once: the table (re-reading its live window of rows), the
   filter counts, the status bar and the details of the selection. A flood of changes thus costs
   at most ten bounded refreshes a second, fewer when a refresh is slow (see change_feed.py).
-- A 1 s timer updates what changes with time alone: workers busy, throughput and the chart.
-- Reads go through the service on the GUI thread: indexed pages, O(1) counts; SQLite in WAL
-  mode lets them run while workers write.
+- A 1 s timer updates the status bar (workers busy, queue depth, throughput, the database's
+  health) and the chart, and retries what a fault left undone: a filter not yet applied, a
+  page not yet loaded.
+- Reads go through the service on the GUI thread: indexed pages, O(1) counts (a scan of the
+  matching tasks while searching); SQLite in WAL mode lets them run while workers write.
+
+Faults: every call into the service goes through one DatabaseStatus (database_status.py),
+which turns what the service raises into a value, so nothing escapes into Qt's event loop. A
+refresh that fails keeps the rows and counts shown and runs again at the next tick; an action
+the user took says what failed and that nothing was changed; the status bar shows the problem
+while it lasts.
 
 Settings (window geometry, splitters, table columns, status filter) live in QSettings; tests
 and the screenshot script pass their own QSettings object to stay away from the user's.
@@ -40,6 +52,7 @@ from PySide6.QtWidgets import (
 import resources
 from gui.change_feed import ChangeFeed
 from gui.compose_panel import ComposePanel
+from gui.database_status import DatabaseStatus
 from gui.details_panel import DetailsPanel
 from gui.filter_bar import FilterBar
 from gui.status_bar import StatusBarPanel
@@ -95,11 +108,12 @@ class MainWindow(QMainWindow):
             self.setWindowIcon(QIcon(str(ICON_PATH)))
 
         # Parts.
-        self.model = TaskTableModel(service, self)
+        self.database = DatabaseStatus(service, self)
+        self.model = TaskTableModel(service, self, database=self.database)
         self.table = TaskTableView(self.model, self)
         self.filter_bar = FilterBar(self)
-        self.compose = ComposePanel(service, self)
-        self.task_actions = TaskActions(service, info.api_url, info.token, self)
+        self.compose = ComposePanel(service, self.database, self)
+        self.task_actions = TaskActions(service, self.database, info.api_url, info.token, self)
         self.details = DetailsPanel(self.task_actions.actions(), self)
         self.chart = ThroughputChart(self)
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
@@ -107,13 +121,14 @@ class MainWindow(QMainWindow):
         self.feed = ChangeFeed(service, self)
         self.stats_timer = QTimer(self)
         self.stats_timer.setInterval(STATS_INTERVAL_MS)
+        self._filter_pending = False  # the filter bar's choice is not yet shown (a fault)
 
         self._build_layout()
         self._build_menus()
         self._connect()
         self._set_tab_order()
         self._restore_settings()
-        self._refresh_counts()
+        self._apply_filter()
         self._refresh_stats()
         self.stats_timer.start()
         self.table.setFocus()
@@ -198,6 +213,8 @@ class MainWindow(QMainWindow):
         self.compose.submitted.connect(self.refresh_now)
         self.task_actions.changed.connect(self.refresh_now)
         self.task_actions.message.connect(self.status.show_message)
+        self.task_actions.failed.connect(self.tell_user)
+        self.database.problem_changed.connect(self.status.show_problem)
         selection = self.table.selectionModel()
         selection.selectionChanged.connect(self._on_selection)
         self.model.modelReset.connect(self._on_selection)
@@ -226,6 +243,11 @@ class MainWindow(QMainWindow):
         self.feed.flush()
 
     def _on_changes(self, changed: Mapping[str, int]) -> None:
+        if not self.database.run("refresh the task list", lambda: self._show_changes(changed)):
+            # Shown at the next tick instead; until then the rows and counts stay as they were.
+            self.feed.defer(changed)
+
+    def _show_changes(self, changed: Mapping[str, int]) -> None:
         # Someone reading rows further down keeps them in place while new tasks arrive above.
         anchor = self.table.top_task_id()
         self.model.refresh(changed)
@@ -249,17 +271,34 @@ class MainWindow(QMainWindow):
         )
 
     def _refresh_stats(self) -> None:
-        self._refresh_status_bar()
-        self.chart.set_series(self.service.rates.series(self.chart.seconds))
+        self.chart.set_series(self.service.rates.series(self.chart.seconds))  # in memory
+        # Also how the status bar learns that a fault met by another thread came or went.
+        self.database.run("update the status bar", self._refresh_status_bar)
+        if self._filter_pending:
+            self._apply_filter()
+        elif self.model.fetch_failed:
+            self.table.fetch_more_if_at_end()
 
     def _on_selection(self) -> None:
         tasks = self.table.selected_tasks()
         self.task_actions.set_selection(tasks)
         self.details.show_tasks(tasks)
 
+    def tell_user(self, title: str, text: str) -> None:
+        """Say what went wrong with what the user just did, without blocking the window's
+        refreshes behind a nested event loop (open(), not exec())."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
     # -- filtering ------------------------------------------------------------------------------
 
     def _apply_filter(self) -> None:
+        # Until it succeeds the table keeps the rows it has, and the stats tick tries again.
+        self._filter_pending = not self.database.run("show the chosen tasks", self._load_filter)
+
+    def _load_filter(self) -> None:
         keep = self.table.selected_ids()
         self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
         self.table.select_ids(keep)
@@ -321,7 +360,6 @@ class MainWindow(QMainWindow):
             self.table.horizontalHeader().restoreState(header_state)
         status = s.value("filter/status", "")
         self.filter_bar.set_status(TaskStatus(str(status)) if status in STATUSES else None)
-        self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
 
     def _splitters(self) -> dict[str, QSplitter]:
         return {"main": self.main_splitter, "left": self.left_splitter,

@@ -1,8 +1,10 @@
-"""StatusBarPanel: the API address (click to copy) or why the API is not running, workers busy
-out of total, queue depth and throughput, as permanent widgets of the window's QStatusBar.
-The bar's left part stays free for short reports ("Copied 1 id").
+"""StatusBarPanel: what is wrong with the database, if anything (a red "⚠ Database
+unavailable: …" shown while the problem lasts), the API address (click to copy) or why the API
+is not running, workers busy out of total, queue depth and throughput, as permanent widgets of
+the window's QStatusBar. The bar's left part stays free for short reports ("Copied 1 id").
 
-Threads: GUI thread only; the window calls ``update_stats`` from its timers.
+Threads: GUI thread only; the window calls ``update_stats`` from its timers and
+``show_problem`` when gui/database_status.py reports a change.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from gui.status_style import STATUS_COLORS
 from storage import TaskStatus
 
 MESSAGE_MS = 4000
+# The problem's text names the database file, so it can be long; the middle is elided (the
+# headline and SQLite's cause at the end stay readable) and the tooltip has all of it.
+PROBLEM_WIDTH = 520
 
 
 def _separator(parent: QWidget) -> QFrame:
@@ -56,6 +61,12 @@ class StatusBarPanel:
             )
             self.api_label.setStyleSheet(f"color: {STATUS_COLORS['cancelled'].name()};")
             api_widget = self.api_label
+        # Permanent, unlike the reports on the left: it must not give way to "Copied 1 id".
+        self.problem_label = QLabel(bar)
+        self.problem_label.setStyleSheet(f"color: {STATUS_COLORS['failed'].name()};")
+        self.problem_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problem_label.hide()
+        bar.addPermanentWidget(self.problem_label)
         self.workers_label = QLabel(bar)
         self.queue_label = QLabel(bar)
         self.throughput_label = QLabel(bar)
@@ -75,6 +86,19 @@ class StatusBarPanel:
 
     def show_message(self, text: str) -> None:
         self._bar.showMessage(text, MESSAGE_MS)
+
+    def show_problem(self, text: str | None) -> None:
+        """Show what is wrong with the database (None: nothing, and the label goes away)."""
+        label = self.problem_label
+        if text is None:
+            label.hide()
+            label.clear()
+            label.setToolTip("")
+            return
+        label.setText(label.fontMetrics().elidedText(
+            text, Qt.TextElideMode.ElideMiddle, PROBLEM_WIDTH))
+        label.setToolTip(text)
+        label.show()
 
     def update_stats(
         self,

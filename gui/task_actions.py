@@ -4,8 +4,13 @@ One QAction each, shared by the Task menu, the table's context menu and the deta
 buttons, so shortcuts, labels and enabled states agree everywhere. An action is enabled only
 when it applies to at least one selected task (Retry: failed or cancelled; Cancel: queued).
 
-Threads: GUI thread only. ``service.retry``/``service.cancel`` are single conditional UPDATEs;
-a task a worker claimed in the meantime is reported, not an error.
+Threads: GUI thread only. Retry and Cancel are one conditional UPDATE for the whole selection
+(``service.retry_many``/``cancel_many``), and the GUI thread waits for the commit that makes it
+durable (see gui/main_window.py); a task a worker claimed in the meantime is reported as
+skipped, not an error. When the database cannot be written (disk full, locked, damaged) the
+write changes nothing: ``failed`` carries what went wrong for the window to tell the user, and
+the status bar shows the problem (gui/database_status.py). Copy ID and Copy as curl use the
+tasks already shown and never read the database.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 
+from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import short_id
 from service.task_service import TaskService
 from storage import Task
@@ -41,16 +47,19 @@ def _plural(n: int, word: str) -> str:
 class TaskActions(QObject):
     changed = Signal()  # tasks were retried or cancelled: refresh now
     message = Signal(str)  # a short report for the status bar
+    failed = Signal(str, str)  # title, text: a change the user asked for could not be made
 
     def __init__(
         self,
         service: TaskService,
+        database: DatabaseStatus,
         api_url: str | None,
         token: str | None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._service = service
+        self._database = database
         self._api_url = api_url
         self._token = token
         self._tasks: list[Task] = []
@@ -103,26 +112,35 @@ class TaskActions(QObject):
 
     def retry(self) -> None:
         self._change([t for t in self._tasks if t.status.can_retry],
-                     self._service.retry_many, "Retried", "no longer failed or cancelled")
+                     self._service.retry_many, "Retry", "Retried",
+                     "no longer failed or cancelled")
 
     def cancel(self) -> None:
         self._change([t for t in self._tasks if t.status.can_cancel],
-                     self._service.cancel_many, "Cancelled", "no longer queued")
+                     self._service.cancel_many, "Cancel", "Cancelled", "no longer queued")
 
     def _change(
         self,
         tasks: list[Task],
         apply: Callable[[Sequence[str]], list[Task]],
         verb: str,
+        done_verb: str,
         why_skipped: str,
     ) -> None:
         if not tasks:
             return
+        what = (f"task {short_id(tasks[0].id)}" if len(tasks) == 1
+                else _plural(len(tasks), "task"))
+        ids = [t.id for t in tasks]
         # One write for the whole selection: the GUI thread waits for one commit, not N.
-        done = len(apply([t.id for t in tasks]))
-        text = f"{verb} {_plural(done, 'task')}"
+        applied = self._database.call(f"{verb.lower()} {what}", lambda: apply(ids))
+        if isinstance(applied, Failed):
+            self.failed.emit(f"{verb} failed", applied.explain())
+            return
+        done = len(applied)
+        text = f"{done_verb} {_plural(done, 'task')}"
         if len(tasks) == 1 and done == 1:
-            text = f"{verb} task {short_id(tasks[0].id)}"
+            text = f"{done_verb} {what}"
         skipped = len(tasks) - done
         if skipped:
             # They moved on since they were shown (a worker claimed one, say).

@@ -19,6 +19,13 @@ Refreshing keeps it bounded and simple:
   stays bounded by what was looked at, however long the window stays open;
 - the result is merged into the current rows as row insertions, removals and ``dataChanged``,
   never a reset, so the view keeps its selection, current row and scroll position.
+
+Faults (the database cannot be read right now, or is damaged): every method reads all it needs
+before it changes a row, so one that raises leaves the rows exactly as they were. ``set_filter``
+and ``refresh`` raise to the window, which keeps what is shown and tries again at the next tick;
+``fetchMore``, called by Qt, goes through the window's DatabaseStatus itself, and when it fails
+``canFetchMore`` stays true and ``fetch_failed`` tells the window to ask again (Qt asks only as
+the scroll position changes, and the user may already be at the bottom).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from enum import IntEnum
 from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFontDatabase, QStandardItem, QStandardItemModel
 
+from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import (
     format_attempts,
     format_duration,
@@ -93,6 +101,11 @@ def _alignment(column: Column) -> Qt.AlignmentFlag:
     return _CENTER if column == Column.ATTEMPTS else _LEFT
 
 
+def _task_query(status: TaskStatus | None, search: str, ids: list[str] | None = None
+                ) -> TaskQuery:
+    return TaskQuery(status=status, search=search or None, ids=ids)
+
+
 class TaskTableModel(QStandardItemModel):
     def __init__(
         self,
@@ -101,6 +114,7 @@ class TaskTableModel(QStandardItemModel):
         *,
         page_size: int = PAGE_SIZE,
         live_window: int = LIVE_WINDOW,
+        database: DatabaseStatus | None = None,
     ) -> None:
         super().__init__(0, len(Column), parent)
         for column in Column:
@@ -108,6 +122,7 @@ class TaskTableModel(QStandardItemModel):
             self.setHeaderData(column, Qt.Orientation.Horizontal, _alignment(column),
                                Qt.ItemDataRole.TextAlignmentRole)
         self._service = service
+        self._database = database if database is not None else DatabaseStatus(service, self)
         self._page_size = page_size
         self._live_window = max(live_window, page_size)
         self._status: TaskStatus | None = None
@@ -119,6 +134,7 @@ class TaskTableModel(QStandardItemModel):
         # push old rows down; rows beyond this are dropped so that a window left open during
         # a flood does not keep every task ever created in memory.
         self._wanted = page_size
+        self._fetch_failed = False
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self._error_color = status_color("failed")
 
@@ -133,15 +149,20 @@ class TaskTableModel(QStandardItemModel):
         return self._search
 
     def set_filter(self, status: TaskStatus | None, search: str = "") -> None:
-        """Show tasks in *status* (None: all) matching *search*; reloads the first page."""
+        """Show tasks in *status* (None: all) matching *search*; reloads the first page.
+        When the read raises, the model still shows the previous filter's rows."""
+        search = search.strip()
+        # Read before the reset: a reset begun and never ended leaves views unusable.
+        rows = self._service.page(_task_query(status, search), self._page_size)
         self.beginResetModel()
         # The rows are rebuilt silently: views learn of them from modelReset, all at once.
         blocked = self.blockSignals(True)
         try:
-            self._status, self._search = status, search.strip()
-            self._rows = self._query(self._page_size)
+            self._status, self._search = status, search
+            self._rows = rows
             self._has_more = len(self._rows) == self._page_size
             self._wanted = self._page_size
+            self._fetch_failed = False
             self._row_of = None
             self.setRowCount(0)
             for task in self._rows:
@@ -154,7 +175,7 @@ class TaskTableModel(QStandardItemModel):
         self.set_filter(self._status, self._search)
 
     def _filter(self, ids: list[str] | None = None) -> TaskQuery:
-        return TaskQuery(status=self._status, search=self._search or None, ids=ids)
+        return _task_query(self._status, self._search, ids)
 
     def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
         return self._service.page(self._filter(), limit, before_seq)
@@ -263,11 +284,22 @@ class TaskTableModel(QStandardItemModel):
     def canFetchMore(self, parent: Index) -> bool:
         return not parent.isValid() and self._has_more
 
+    @property
+    def fetch_failed(self) -> bool:
+        """The last fetchMore could not read its page; the rows are as they were before it."""
+        return self._fetch_failed
+
     def fetchMore(self, parent: Index) -> None:
         if parent.isValid() or not self._has_more:
             return
         before = self._rows[-1].seq if self._rows else None
-        page = self._query(self._page_size, before)
+        # Qt calls this from its own event handling, where an exception would only be printed.
+        page = self._database.call(
+            "load more tasks", lambda: self._query(self._page_size, before)
+        )
+        self._fetch_failed = isinstance(page, Failed)
+        if isinstance(page, Failed):
+            return  # _has_more stays True: the page is asked for again
         self._has_more = len(page) == self._page_size
         if not page:
             return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIndex, Qt
 from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QToolTip, QWidget
 
@@ -112,6 +112,14 @@ class TaskTableView(QTableView):
         if row is not None and row != self.rowAt(0):
             self.updateGeometries()  # the scroll range must already count the new rows
             self.scrollTo(self._model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+
+    def fetch_more_if_at_end(self) -> None:
+        """Load the next page if the user is at the end of the loaded rows. Qt asks for more
+        only as the scroll position changes, so a page that could not be read is asked for
+        again here once the database can be read."""
+        bar = self.verticalScrollBar()
+        if bar.value() == bar.maximum() and self._model.canFetchMore(QModelIndex()):
+            self._model.fetchMore(QModelIndex())
 
     # -- tooltips, made when asked ---------------------------------------------------------------
 
