@@ -37,6 +37,7 @@ from storage import (
     Finish,
     IdempotencyConflictError,
     NewTask,
+    Progress,
     Settled,
     Task,
     TaskQuery,
@@ -399,6 +400,13 @@ class TaskService:
                      task.id, task.action, task.attempts, task.max_attempts)
             self._emit(EventKind.STARTED, task)
         return settled
+
+    def set_progress(self, reports: Sequence[Progress]) -> list[Task]:
+        """Store how far running attempts have come (one commit) and tell subscribers."""
+        updated = self.store.set_progress(reports)
+        for task in updated:
+            self._emit(EventKind.PROGRESS, task)
+        return updated
 
     def next_due(self) -> float | None:
         """When the next queued task that is not due yet becomes due (None: none waits)."""
