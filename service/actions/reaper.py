@@ -63,7 +63,7 @@ class ProcessReaper:
         written (logged: the command still runs)."""
         leader = leader or procfs.read_stat(pid)
         if leader is None or self._owner is None:
-            return None  # already gone (and reaped by nobody yet: nothing to record)
+            return None  # no /proc to read it from: nothing a sweep could use
         record = _Record(leader.pgid, leader.sid, leader.start_time, procfs.boot_id(),
                          task_id, attempt, self._owner.pid, self._owner.start_time)
         path = self.folder / f"{pid}-{leader.start_time}.json"
