@@ -34,7 +34,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.main_window import AppInfo, MainWindow  # noqa: E402
-from service.actions import Action, default_registry  # noqa: E402
+from service.actions import Action, RunContext, default_registry  # noqa: E402
 from service.metrics import RateHistory  # noqa: E402
 from service.task_service import TaskService  # noqa: E402
 from service.version import VERSION  # noqa: E402
@@ -60,19 +60,21 @@ class SimClock:
         self.now += seconds
 
 
-def _fetch_url(data: dict[str, Any]) -> Any:
+def _fetch_url(data: dict[str, Any], ctx: RunContext) -> Any:
     raise ConnectionError(f"connection refused: {data.get('url', '?')}")
 
 
 def _make_service(store: SqliteTaskStore, clock: SimClock, release: threading.Event) -> TaskService:
     registry = default_registry()
-    registry.register(Action("fetch-url", _fetch_url, lambda d: None, "always fails"))
+    registry.register(Action("fetch-url", "always fails", {"type": "object"}, "python",
+                             _fetch_url, "screenshot script"))
 
-    def render_video(data: dict[str, Any]) -> Any:
+    def render_video(data: dict[str, Any], ctx: RunContext) -> Any:
         release.wait(DEADLINE_SECONDS)  # keeps a worker busy until the picture is taken
         return {"output": f"{data.get('file', 'video')}.mp4"}
 
-    registry.register(Action("render-video", render_video, lambda d: None, "slow"))
+    registry.register(Action("render-video", "slow", {"type": "object"}, "python",
+                             render_video, "screenshot script"))
     return TaskService(store, registry, max_attempts=3, backoff_base=30.0, clock=clock)
 
 

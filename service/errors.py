@@ -6,7 +6,16 @@ class ServiceError(Exception):
 
 
 class ValidationError(ServiceError):
-    """A submission the service refuses; nothing was written."""
+    """A submission the service refuses; nothing was written.
+
+    ``fields`` maps the path of each offending field of the task's data (``numbers[1]``,
+    ``folder``; ``""`` for the data as a whole) to what is wrong with it, so that a form can
+    show each problem beside its field; it is empty when the problem is not about a field.
+    """
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields: dict[str, str] = dict(fields or {})
 
 
 class ConflictError(ServiceError):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.actions import ActionRegistry, default_registry
+from service.actions import ActionRegistry, SimpleContext, default_registry
 from service.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -135,7 +135,7 @@ class TaskService:
             data = {}
         if not isinstance(data, dict):
             raise ValidationError("data must be a JSON object")
-        self.registry.get(action).validate(data)
+        self.registry.validate(action, data)
         try:
             data_json = dumps(data)
             size = len(data_json.encode())  # refuses lone surrogates
@@ -362,7 +362,8 @@ class TaskService:
     def run(self, task: Task) -> Outcome:
         """Run a claimed task's action; what it came to is stored later, by settle()."""
         try:
-            result = self.registry.get(task.action).handler(task.data)
+            action = self.registry.resolve(task.action)
+            result = action.run(task.data, SimpleContext(task.id, task.attempts))
         except BaseException as exc:  # even sys.exit() in an action: a failure, not a dead worker
             return self._attempt_failed(task, exc, retry=True)
         try:

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from service.actions import Action
 from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig
 from service.metrics import RateHistory
 from service.task_service import TaskService
 from storage import STATUSES, TaskQuery
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 from tests.conftest import ApiEnv as Env
 from tests.conftest import Client, Response, claim_task, run_claimed, served, unchanged
 
@@ -265,22 +265,28 @@ WRONG_TYPES: list[tuple[str, str]] = [
     ('{"action": "uppercase", "data": "hello world"}', "data must be a JSON object"),
     ('{"action": "uppercase", "data": 5}', "data must be a JSON object"),
     ('{"action": "uppercase", "data": true}', "data must be a JSON object"),
-    ('{"action": "uppercase", "data": {"text": 5}}', "uppercase: data.text must be a string"),
-    ('{"action": "uppercase", "data": {"text": null}}', "uppercase: data.text must be a string"),
-    ('{"action": "uppercase", "data": {"text": ["a"]}}', "uppercase: data.text must be a string"),
+    ('{"action": "uppercase", "data": {"text": 5}}', "data.text: 5 is not of type 'string'"),
+    ('{"action": "uppercase", "data": {"text": null}}',
+     "data.text: None is not of type 'string'"),
+    ('{"action": "uppercase", "data": {"text": ["a"]}}',
+     "data.text: ['a'] is not of type 'string'"),
     ('{"action": "uppercase", "data": {"text": {"t": "a"}}}',
-     "uppercase: data.text must be a string"),
+     "data.text: {'t': 'a'} is not of type 'string'"),
     ('{"action": "sum", "data": {"numbers": "1,2,3"}}',
-     "sum: data.numbers must be a list of numbers"),
+     "data.numbers: '1,2,3' is not of type 'array'"),
     ('{"action": "sum", "data": {"numbers": {"a": 1}}}',
-     "sum: data.numbers must be a list of numbers"),
-    ('{"action": "sum", "data": {"numbers": 6}}', "sum: data.numbers must be a list of numbers"),
-    ('{"action": "sum", "data": {"numbers": [1, "2"]}}', "sum: data.numbers[1] is not a number"),
-    ('{"action": "sum", "data": {"numbers": [true]}}', "sum: data.numbers[0] is not a number"),
+     "data.numbers: {'a': 1} is not of type 'array'"),
+    ('{"action": "sum", "data": {"numbers": 6}}', "data.numbers: 6 is not of type 'array'"),
+    ('{"action": "sum", "data": {"numbers": [1, "2"]}}',
+     "data.numbers[1]: '2' is not of type 'number'"),
+    ('{"action": "sum", "data": {"numbers": [true]}}',
+     "data.numbers[0]: True is not of type 'number'"),
     ('{"action": "sum", "data": {"numbers": [1, 2, false]}}',
-     "sum: data.numbers[2] is not a number"),
-    ('{"action": "sum", "data": {"numbers": [null]}}', "sum: data.numbers[0] is not a number"),
-    ('{"action": "sum", "data": {"numbers": [[1]]}}', "sum: data.numbers[0] is not a number"),
+     "data.numbers[2]: False is not of type 'number'"),
+    ('{"action": "sum", "data": {"numbers": [null]}}',
+     "data.numbers[0]: None is not of type 'number'"),
+    ('{"action": "sum", "data": {"numbers": [[1]]}}',
+     "data.numbers[0]: [1] is not of type 'number'"),
     # NaN-like: numbers that are valid JSON but not finite doubles, or whose total is not.
     ('{"action": "sum", "data": {"numbers": [1e400]}}',
      "sum: the total is too large to represent"),
@@ -322,7 +328,7 @@ def test_a_validator_crash_is_a_json_500_that_leaks_nothing(shared: Env) -> None
     def explode(data: dict[str, Any]) -> None:
         raise RuntimeError("secret internal detail")
 
-    shared.service.registry.register(Action("crash-on-submit", lambda d: d, explode, "test"))
+    shared.service.registry.register(python_action("crash-on-submit", lambda d: d, explode, "test"))
     with unchanged(shared.store):
         resp = shared.client.post("/tasks", {"action": "crash-on-submit"})
         expect_error(resp, 500, "internal server error")
@@ -695,7 +701,7 @@ def test_retry_failed_and_409_for_completed(
     def boom(data: dict[str, Any]) -> Any:
         raise RuntimeError("boom")
 
-    service.registry.register(Action("explode", boom, lambda d: None, "always fails"))
+    service.registry.register(python_action("explode", boom, lambda d: None, "always fails"))
     client = api_factory()
     failing = submit(client, "explode")
     ok = submit(client, "uppercase", {"text": "ok"})

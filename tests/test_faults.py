@@ -109,12 +109,12 @@ def test_action_calling_sys_exit_is_a_failed_attempt_not_a_dead_worker(
     qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
     pool_factory: Callable[..., WorkerPool],
 ) -> None:
-    from service.actions import Action
+    from tests.action_helpers import python_action
 
     def leave(data: dict[str, Any]) -> None:
         raise SystemExit(3)
 
-    service.registry.register(Action("leave", leave, lambda d: None, "calls sys.exit"))
+    service.registry.register(python_action("leave", leave, lambda d: None, "calls sys.exit"))
     bad = service.submit("leave")
     good = service.submit("uppercase", {"text": "still here"})
     pool = pool_factory(workers=1)
@@ -139,7 +139,7 @@ class Clocks:
 def test_clock_set_back_does_not_freeze_pending_retries(
     qtbot: QtBot, store: SqliteTaskStore, qapp: Any,
 ) -> None:
-    from service.actions import Action
+    from tests.action_helpers import python_action
 
     clocks = Clocks()
     service = TaskService(store, max_attempts=3, backoff_base=5.0, clock=lambda: clocks.wall)
@@ -151,7 +151,7 @@ def test_clock_set_back_does_not_freeze_pending_retries(
             raise RuntimeError("first try fails")
         return {"output": "ok"}
 
-    service.registry.register(Action("flaky", flaky, lambda d: None, "fails once"))
+    service.registry.register(python_action("flaky", flaky, lambda d: None, "fails once"))
     pool = WorkerPool(service, workers=1, work_delay=0, monotonic=lambda: clocks.mono)
     pool.start()
     try:

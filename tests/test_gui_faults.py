@@ -41,10 +41,11 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from gui.main_window import AppInfo, MainWindow
-from service.actions import Action, default_registry
+from service.actions import default_registry
 from service.task_service import TaskService
 from storage import DatabaseDamagedError, StorageUnavailableError, Task, TaskStatus
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 from tests.conftest import Client, claim_task, run_claimed, snapshot
 
 BIG = {"text": "x" * 20_000}  # needs new database pages, so a capped file refuses it
@@ -230,7 +231,7 @@ def boom(data: dict[str, Any]) -> Any:
 def svc(store: SqliteTaskStore) -> TaskService:
     """A service whose ``boom`` action fails its one attempt: tasks to retry."""
     registry = default_registry()
-    registry.register(Action("boom", boom, lambda data: None, "fails"))
+    registry.register(python_action("boom", boom, lambda data: None, "fails"))
     return TaskService(store, registry, max_attempts=1)
 
 

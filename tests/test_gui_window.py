@@ -21,11 +21,12 @@ from pytestqt.qtbot import QtBot
 from gui.main_window import AppInfo, MainWindow
 from gui.task_actions import curl_command
 from gui.task_table_model import Column
-from service.actions import Action, ActionRegistry, default_registry
+from service.actions import ActionRegistry, default_registry
 from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import Task, TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 from tests.conftest import claim_task, run_claimed
 
 # The offscreen platform reports this once per shown top-level window; it is not our bug.
@@ -109,7 +110,7 @@ def click_row(qtbot: QtBot, window: MainWindow, task_id: str, modifier: Any = No
 def registry_with(**handlers: Callable[[dict[str, Any]], Any]) -> ActionRegistry:
     registry = default_registry()
     for name, handler in handlers.items():
-        registry.register(Action(name, handler, lambda data: None, name))
+        registry.register(python_action(name, handler, lambda data: None, name))
     return registry
 
 
@@ -208,9 +209,10 @@ def test_task_posted_over_http_appears_and_completes(
     [
         ("sum", "numbers_edit", "1, two", "“two” is not a number"),
         ("uppercase", "json_edit", '{"text": ', "invalid JSON"),
-        ("uppercase", "json_edit", '{"text": 5}', "data.text must be a string"),
+        ("uppercase", "json_edit", '{"text": 5}', "data.text: 5 is not of type 'string'"),
         ("sum", "json_edit", "[1, 2]", "must be a JSON object"),
-        ("sum", "json_edit", '{"numbers": [1, true]}', "data.numbers[1] is not a number"),
+        ("sum", "json_edit", '{"numbers": [1, true]}',
+         "data.numbers[1]: True is not of type 'number'"),
     ],
 )
 def test_invalid_input_disables_submit_and_writes_nothing(

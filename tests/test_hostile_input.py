@@ -36,7 +36,6 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from service import api_server
-from service.actions import Action
 from service.api import MAX_BODY_BYTES, ApiConfig, create_app
 from service.api_server import ApiServer
 from service.errors import InvalidTransitionError, ValidationError
@@ -45,6 +44,7 @@ from service.task_service import MAX_RESULT_BYTES, TaskService
 from service.workers import WorkerPool
 from storage import TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 from tests.conftest import Client, make_db, unchanged
 
 TIMEOUT = 30.0  # seconds, every socket
@@ -1042,7 +1042,7 @@ def test_a_failing_handler_is_a_failed_attempt_and_the_worker_goes_on(
     busy: Env, qtbot: QtBot, name: str
 ) -> None:
     handler, error = FAILING_HANDLERS[name]
-    busy.service.registry.register(Action(name, handler, lambda d: None, "fails"))
+    busy.service.registry.register(python_action(name, handler, lambda d: None, "fails"))
     answer = post(busy.port, "/tasks", json.dumps({"action": name}).encode())
     task = settle(qtbot, busy, accepted(busy, answer)["id"])
     assert (task["status"], task["attempts"], task["result"]) == ("failed", 1, None), task
@@ -1075,7 +1075,7 @@ def test_a_handler_whose_failure_cannot_be_described_still_fails(
         "raises-unstorable-message": raising(RuntimeError("bad \ud800 text")),
         "returns-broken-mapping": lambda d: BrokenItems(a=1),
     }
-    busy.service.registry.register(Action(name, handlers[name], lambda d: None, "fails"))
+    busy.service.registry.register(python_action(name, handlers[name], lambda d: None, "fails"))
     task_id = accepted(busy, post(busy.port, "/tasks", json.dumps({"action": name}).encode()))[
         "id"]
     try:
@@ -1095,7 +1095,7 @@ def test_a_result_too_deep_to_read_back_is_a_failed_attempt(
     service: TaskService, api_factory: Callable[..., Client],
     pool_factory: Callable[..., WorkerPool], qtbot: QtBot,
 ) -> None:
-    service.registry.register(Action("returns-980-deep", lambda d: deep_list(980),
+    service.registry.register(python_action("returns-980-deep", lambda d: deep_list(980),
                                      lambda d: None, "deep"))
     client = api_factory()
     pool_factory()
@@ -1114,7 +1114,7 @@ def test_a_huge_error_message_is_stored_bounded(
     service: TaskService, pool_factory: Callable[..., WorkerPool], qtbot: QtBot
 ) -> None:
     service.max_attempts = 1
-    service.registry.register(Action("raises-5-mb", raising(RuntimeError("x" * 5_000_000)),
+    service.registry.register(python_action("raises-5-mb", raising(RuntimeError("x" * 5_000_000)),
                                      lambda d: None, "fails"))
     pool_factory()
     task_id = service.submit("raises-5-mb").id

@@ -25,10 +25,10 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from service.actions import Action
 from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig, create_app
 from service.task_service import TaskService
 from storage import STATUSES
+from tests.action_helpers import python_action
 from tests.conftest import ApiEnv as Env
 from tests.conftest import Client, Response, claim_task, served
 
@@ -202,7 +202,7 @@ def test_success_responses_match_their_schemas(
     def boom(data: dict[str, Any]) -> Any:
         raise ValueError("no")
 
-    service.registry.register(Action("explode", boom, lambda d: None, "always fails"))
+    service.registry.register(python_action("explode", boom, lambda d: None, "always fails"))
     client = api_factory(ApiConfig(worker_stats=lambda: {"busy": 0, "total": 2}, version="1.0"))
 
     resp = client.post("/tasks", {"action": "uppercase", "data": {"text": "hello world"}})

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from service.actions import Action, ActionRegistry, default_registry
+from service.actions import ActionRegistry, default_registry
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
 from service.events import TaskEvent
 from service.task_service import TaskService
 from storage import TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 from tests.conftest import claim_next, run_claimed
 
 
@@ -35,7 +36,7 @@ def flaky_registry(failures: int) -> ActionRegistry:
             raise RuntimeError(f"flaky failure {calls['n']}")
         return {"output": "ok"}
 
-    registry.register(Action("flaky", flaky, lambda data: None, "fails, then succeeds"))
+    registry.register(python_action("flaky", flaky, lambda data: None, "fails, then succeeds"))
     return registry
 
 
@@ -50,10 +51,10 @@ def flaky_registry(failures: int) -> ActionRegistry:
         ("bad\naction", {}, "control characters"),
         ("x", [1, 2], "data must be a JSON object"),
         ("x", "text", "data must be a JSON object"),
-        ("uppercase", {"text": 5}, "data.text must be a string"),
-        ("sum", {"numbers": "1,2"}, "must be a list of numbers"),
-        ("sum", {"numbers": [1, "2"]}, "numbers[1] is not a number"),
-        ("sum", {"numbers": [1, True]}, "numbers[1] is not a number"),
+        ("uppercase", {"text": 5}, "data.text: 5 is not of type 'string'"),
+        ("sum", {"numbers": "1,2"}, "data.numbers: '1,2' is not of type 'array'"),
+        ("sum", {"numbers": [1, "2"]}, "data.numbers[1]: '2' is not of type 'number'"),
+        ("sum", {"numbers": [1, True]}, "data.numbers[1]: True is not of type 'number'"),
         ("sum", {"numbers": [1e308, 1e308]}, "too large"),
         ("x", {"v": float("nan")}, "not valid JSON"),
     ],
@@ -169,7 +170,7 @@ def test_results_that_cannot_be_stored_fail_the_attempt(
     store: SqliteTaskStore, result: Any, error: str
 ) -> None:
     registry = default_registry()
-    registry.register(Action("odd", lambda data: result, lambda data: None, "odd results"))
+    registry.register(python_action("odd", lambda data: result, lambda data: None, "odd results"))
     service = TaskService(store, registry, max_attempts=1)
     task = service.submit("odd")
     claimed = claim_next(service)

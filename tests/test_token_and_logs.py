@@ -31,11 +31,11 @@ from typing import Any
 
 import pytest
 
-from service.actions import Action
 from service.api import ApiConfig
 from service.task_service import TaskService
 from storage import TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 from tests.conftest import Client
 from tests.proc_helpers import TIMEOUT, Api, TaskdeskProcess
 
@@ -309,8 +309,9 @@ def test_task_data_is_logged_only_at_debug(
 ) -> None:
     caplog.set_level(getattr(logging, level))
     marker = "tdsecret-" + secrets.token_hex(6)
-    service.registry.register(Action("leaky", _raise_quoting, _no_check, "raises, quoting data"))
-    service.registry.register(Action("echo", _echo, _no_check, "returns its data"))
+    service.registry.register(
+        python_action("leaky", _raise_quoting, _no_check, "raises, quoting data"))
+    service.registry.register(python_action("echo", _echo, _no_check, "returns its data"))
     client = api_factory()
 
     ids = service.submit_many("echo", {"text": marker}, 3)  # the window's "× N"
@@ -359,7 +360,8 @@ def test_an_unexpected_error_at_submit_does_not_log_task_data(
     # the API answers 500, and at the default level the data must not reach the log.
     caplog.set_level(logging.INFO)
     marker = "tdsecret-" + secrets.token_hex(6)
-    service.registry.register(Action("buggy", _echo, _validate_raising_quoting, "buggy check"))
+    service.registry.register(
+        python_action("buggy", _echo, _validate_raising_quoting, "buggy check"))
     client = api_factory()
 
     resp = client.post("/tasks", {"action": "buggy", "data": {"text": marker}})

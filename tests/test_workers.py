@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from pytestqt.qtbot import QtBot
 
-from service.actions import Action
 from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import StorageUnavailableError, TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
+from tests.action_helpers import python_action
 
 
 def all_done(store: SqliteTaskStore, n: int) -> Callable[[], bool]:
@@ -78,7 +78,7 @@ def test_cancelled_while_prefetched_is_skipped(
     pool_factory: Callable[..., WorkerPool]
 ) -> None:
     gate = threading.Event()
-    service.registry.register(Action("gate", lambda d: gate.wait(30) and {"ok": 1},
+    service.registry.register(python_action("gate", lambda d: gate.wait(30) and {"ok": 1},
                                      lambda d: None, "waits for the test"))
     first = service.submit("gate")
     rest = [service.submit("x") for _ in range(3)]
@@ -105,7 +105,7 @@ def test_retries_wait_for_their_backoff_then_complete(
             raise ValueError("not yet")
         return {"output": "ok"}
 
-    service.registry.register(Action("flaky", flaky, lambda d: None, "fails twice"))
+    service.registry.register(python_action("flaky", flaky, lambda d: None, "fails twice"))
     service.backoff_base = 0.05
     task = service.submit("flaky")
     pool_factory(workers=2)
@@ -123,7 +123,7 @@ def test_failing_action_ends_failed_and_worker_goes_on(
     def boom(data: dict[str, Any]) -> None:
         raise RuntimeError("always")
 
-    service.registry.register(Action("boom", boom, lambda d: None, "always fails"))
+    service.registry.register(python_action("boom", boom, lambda d: None, "always fails"))
     service.backoff_base = 0
     bad = service.submit("boom")
     good = service.submit("uppercase", {"text": "after"})
@@ -208,7 +208,7 @@ def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
     pool_factory: Callable[..., WorkerPool]
 ) -> None:
     gate = threading.Event()
-    service.registry.register(Action("hang", lambda d: gate.wait(60) and {"late": True},
+    service.registry.register(python_action("hang", lambda d: gate.wait(60) and {"late": True},
                                      lambda d: None, "blocks until the test lets it go"))
     service.max_attempts = 1
     hung = service.submit("hang")
