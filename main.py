@@ -20,10 +20,15 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
+from service.actions import ConfigFileError, DuplicateActionError, InvalidActionError
+from service.actions.loading import LoadedActions, load_actions, read_config
+from service.actions.reaper import ProcessReaper
 from service.api import LOOPBACK_NAMES, ApiConfig, create_app
 from service.api_server import ApiServer, ApiStartError
+from service.paths import run_folder
 from service.settings import Settings, parse_settings
 from service.task_service import TaskService
+from service.token_file import load_or_create_token, token_path
 from service.version import VERSION
 from service.workers import WorkerPool
 from storage import DatabaseError, TaskStore, open_store
@@ -46,13 +51,17 @@ class Engine:
     store: TaskStore
     service: TaskService
     pool: WorkerPool
+    actions: LoadedActions
+    # The API's token: --token, or, once actions of the user's own can start programs, the
+    # one kept beside the database (required on loopback too).
+    token: str | None = None
     api: ApiServer | None = None
     api_error: str | None = None
 
     def start_api(self) -> None:
         s = self.settings
         config = ApiConfig(
-            token=s.token,
+            token=self.token,
             allowed_hosts=LOOPBACK_NAMES | {s.host} if s.loopback else None,
             worker_stats=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
             problems=self.problems,
@@ -68,7 +77,8 @@ class Engine:
         self.store.announce(api.url)
 
     def problems(self) -> list[str]:
-        found = self.pool.problems()
+        found = [f"plugin not loaded: {p}" for p in self.actions.problems]
+        found += self.pool.problems()
         if self.store.problem:
             found.append(self.store.problem)
         if self.store.damage:
@@ -104,17 +114,42 @@ class Engine:
 
 
 def open_engine(settings: Settings) -> Engine:
-    """Open the database and recover unfinished work; nothing runs yet."""
+    """Load the actions, open the database and recover unfinished work; nothing runs yet."""
     log.info("Taskdesk %s, database %s", VERSION, settings.db)
+    reaper = ProcessReaper(run_folder(settings.db))
+    try:
+        actions = load_actions(
+            unknown=settings.unknown_actions,  # type: ignore[arg-type]
+            actions_file=settings.actions,
+            plugins=None if settings.no_plugins else settings.plugins,
+            entry_points=not settings.no_plugins,
+            task_timeout=settings.task_timeout, kill_grace=settings.kill_grace, reaper=reaper,
+        )
+    except (ConfigFileError, DuplicateActionError, InvalidActionError,
+            NotADirectoryError) as exc:
+        raise StartupError(str(exc)) from exc
+    token = settings.token
+    if token is None and actions.user_actions:
+        path = token_path(settings.db)
+        try:
+            token = load_or_create_token(path)
+        except OSError as exc:
+            raise StartupError(f"cannot read or write the API token file {path}: {exc}") from exc
+        log.info("actions of your own can start programs: the API requires the token in %s",
+                 path)
     try:
         store = open_store(settings.db, synchronous=settings.synchronous)  # type: ignore[arg-type]
     except DatabaseError as exc:
         raise StartupError(str(exc)) from exc
+    # Under the instance lock: commands a Taskdesk killed -9 left behind are ours to end.
+    for line in reaper.sweep():
+        log.warning("%s", line)
     before, after = store.migrated
     if before != after:
         log.info("database migrated from schema version %d to %d", before, after)
-    service = TaskService(store, max_attempts=settings.max_attempts,
-                          backoff_base=settings.retry_backoff)
+    service = TaskService(store, actions.registry, max_attempts=settings.max_attempts,
+                          backoff_base=settings.retry_backoff,
+                          task_timeout=settings.task_timeout, kill_grace=settings.kill_grace)
     try:
         service.recover()
     except Exception as exc:
@@ -122,9 +157,8 @@ def open_engine(settings: Settings) -> Engine:
         raise StartupError(
             f"cannot recover unfinished tasks in database {store.location}: {exc}"
         ) from exc
-    pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay,
-                      task_timeout=settings.task_timeout)
-    engine = Engine(settings, store, service, pool)
+    pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
+    engine = Engine(settings, store, service, pool, actions, token)
     store.on_damage = engine.database_damaged
     return engine
 
@@ -236,7 +270,7 @@ def run_window(settings: Settings) -> int:
             db_path=settings.db,
             api_url=engine.api.url if engine.api else None,
             api_error=engine.api_error,
-            token=settings.token,
+            token=engine.token,
         )
         window = MainWindow(engine.service, engine.pool, info)
         try:
@@ -250,8 +284,24 @@ def run_window(settings: Settings) -> int:
     return run(settings, app, show, report, need_api=False)
 
 
+def read_settings(argv: Sequence[str] | None) -> Settings:
+    """The settings of this run: the command line, the environment and the ``[settings]``
+    table of the actions file, through one validation (exit 2 with one line for a bad value).
+    The actions file is found from the first two; a bad one exits 1 with one line."""
+    first = parse_settings(argv)
+    try:
+        config = read_config(first.actions, default_timeout=first.task_timeout,
+                             kill_grace=first.kill_grace)
+    except ConfigFileError as exc:
+        print(f"taskdesk: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_STARTUP_FAILED) from None
+    if config is None or not config.settings:
+        return first
+    return parse_settings(argv, config=config.settings, config_source=str(config.path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_settings(argv)
+    settings = read_settings(argv)
     _configure_logging(settings.log_level)
     if settings.headless:
         return run_headless(settings)

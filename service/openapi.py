@@ -1,4 +1,9 @@
-"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /openapi.json``."""
+"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /openapi.json``.
+
+Generated, not written by hand where it can be: each action's data schema comes from the
+action registry, the limits from service/limits.py and the statuses from storage, so the
+document says what the code checks (tests/test_fuzz.py holds the API to it).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,17 @@ import functools
 import sys
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
+from service.actions import ActionRegistry, default_registry
+from service.limits import (
+    DEFAULT_LIMIT,
+    MAX_ACTION_LENGTH,
+    MAX_BODY_BYTES,
+    MAX_LIMIT,
+    MAX_LOG_READ,
+    MAX_OFFSET,
+)
 from service.scheduling import (
     MAX_AFTER,
     MAX_AHEAD_SECONDS,
@@ -43,7 +59,7 @@ _COMMON_ERRORS = {
     "403": _error("The Host header is not a loopback name (DNS rebinding protection)"),
 }
 _POST_ERRORS = {
-    "413": _error("The body is larger than 1 MiB"),
+    "413": _error(f"The body is larger than {MAX_BODY_BYTES:,} bytes"),
     "415": _error("Content-Type is not application/json"),
 }
 
@@ -99,31 +115,46 @@ def unprintable_class() -> str:
     ) + "]"
 
 
-def _submission_schema() -> dict[str, Any]:
-    """POST /tasks: exactly what TaskService.validate and the actions' validators accept,
-    except what JSON Schema cannot say (a `sum` whose total overflows, data over 1 MiB of JSON,
-    nesting deeper than the API's limit), which is a 400 all the same."""
+def _data_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An action's data as the API takes it: its schema, or null (meaning {}) when {} is
+    valid data for it."""
+    if not Draft202012Validator(schema).is_valid({}):
+        return schema
+    return {"anyOf": [schema, {"type": "null"}]}
 
-    def data_for(action: str, properties: dict[str, Any]) -> dict[str, Any]:
+
+def _submission_schema(registry: ActionRegistry) -> dict[str, Any]:
+    """POST /tasks: exactly what TaskService.validate and the actions' schemas accept, except
+    what JSON Schema cannot say (a `sum` whose total overflows, data over 1 MiB of JSON,
+    nesting deeper than the API's limit, tasks in `after` that do not exist), which is a 400
+    all the same."""
+
+    def data_for(action: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {
             "if": {"properties": {"action": {"const": action}}, "required": ["action"]},
-            # "properties" constrains only an object: a null data (meaning {}) still passes.
-            "then": {"properties": {"data": {"properties": properties}}},
+            "then": {"properties": {"data": _data_schema(schema)}},
         }
 
+    names = registry.names()
+    action: dict[str, Any] = {
+        "type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH,
+        # Printable characters only, and not only spaces.
+        "not": {"anyOf": [{"pattern": unprintable_class()}, {"pattern": "^ *$"}]},
+        "description": "One of the registered actions (`GET /actions`): "
+        + ", ".join(f"`{n}`" for n in names)
+        + ("; any other name runs the default action (result `{\"output\": "
+           "\"processed\"}`)" if registry.unknown == "accept" else "")
+        + ". Printable characters only (Python's `str.isprintable`), and not only spaces.",
+    }
+    if registry.unknown == "refuse":
+        action = {"type": "string", "enum": names, "description": action["description"]}
     return {
         "type": "object",
         "required": ["action"],
         "additionalProperties": False,
+        "allOf": [data_for(a.name, a.schema) for a in registry.actions()],
         "properties": {
-            "action": {
-                "type": "string", "minLength": 1, "maxLength": 100,
-                # Printable characters only, and not only spaces.
-                "not": {"anyOf": [{"pattern": unprintable_class()}, {"pattern": "^ *$"}]},
-                "description": "`uppercase` (data.text), `sum` (data.numbers), or any other "
-                "name (result `{\"output\": \"processed\"}`). Printable characters only "
-                "(Python's `str.isprintable`), and not only spaces.",
-            },
+            "action": action,
             "data": {"type": ["object", "null"],
                      "description": "Input for the action; defaults to {}."},
             "priority": {"type": ["integer", "null"], "minimum": MIN_PRIORITY,
@@ -143,14 +174,11 @@ def _submission_schema() -> dict[str, Any]:
         # delay and run_at are exclusive.
         "not": {"required": ["delay", "run_at"],
                 "properties": {"delay": {"type": "number"}, "run_at": {"type": "number"}}},
-        "allOf": [
-            data_for("uppercase", {"text": {"type": "string"}}),
-            data_for("sum", {"numbers": {"type": "array", "items": {"type": "number"}}}),
-        ],
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
+def openapi_document(version: str, registry: ActionRegistry | None = None) -> dict[str, Any]:
+    registry = registry if registry is not None else default_registry()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -208,12 +236,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                          "allowEmptyValue": True, "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "required": False,
                          "allowEmptyValue": True,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                    "default": 100}},
+                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                    "default": DEFAULT_LIMIT}},
                         {"name": "offset", "in": "query", "required": False,
                          "allowEmptyValue": True,
                          "schema": {"type": "integer", "minimum": 0,
-                                    "maximum": 2**63 - 1, "default": 0}},
+                                    "maximum": MAX_OFFSET, "default": 0}},
                     ],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/TaskList"}, "A page"),
@@ -230,6 +258,36 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "parameters": [_TASK_ID],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Task"}, "The task"),
+                        "404": _error("No such task"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/tasks/{task_id}/log": {
+                "get": {
+                    "operationId": "getTaskLog",
+                    "summary": "A task's log (a command's output, a Python action's ctx.log)",
+                    "parameters": [
+                        _TASK_ID,
+                        {"name": "offset", "in": "query", "required": False,
+                         "allowEmptyValue": True,
+                         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                                    "default": 0},
+                         "description": "Byte offset in everything the task logged: pass "
+                         "the previous answer's X-Next-Offset to follow the log."},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": f"At most {MAX_LOG_READ:,} bytes from the offset "
+                            "(invalid UTF-8 replaced; empty when there is no log or nothing "
+                            "new). The log keeps its last 10 MiB: an offset before that "
+                            "starts at the oldest byte kept.",
+                            "headers": {"X-Next-Offset": {
+                                "description": "Where the next read starts",
+                                "schema": {"type": "integer", "minimum": 0}}},
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "400": _error("A bad offset, or one given more than once"),
                         "404": _error("No such task"),
                         **_COMMON_ERRORS,
                     },
@@ -268,6 +326,17 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "404": _error("No such task"),
                         "409": _error("The task is finished"),
                         **_POST_ERRORS,
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/actions": {
+                "get": {
+                    "operationId": "listActions",
+                    "summary": "The actions tasks can name, with their data's JSON Schema",
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/ActionList"},
+                                     "The registry"),
                         **_COMMON_ERRORS,
                     },
                 },
@@ -321,7 +390,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "properties": {"error": {"type": "string"},
                                    "detail": {"type": "string"}},
                 },
-                "Submission": _submission_schema(),
+                "Submission": _submission_schema(registry),
                 "Accepted": {
                     "type": "object",
                     "required": ["id", "status"],
@@ -364,6 +433,22 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "cancel_requested": {"type": "boolean",
                                              "description": "Running, and asked to stop"},
                     },
+                },
+                "ActionList": {
+                    "type": "object",
+                    "required": ["actions"],
+                    "properties": {"actions": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["name", "description", "kind", "schema"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "description": {"type": "string"},
+                            "kind": {"type": "string",
+                                     "enum": ["builtin", "python", "command"]},
+                            "schema": {"type": "object",
+                                       "description": "JSON Schema (2020-12) of its data"},
+                        },
+                    }}},
                 },
                 "TaskList": {
                     "type": "object",

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import click
-import platformdirs
 
+from service.paths import default_actions_file, default_db_path, default_plugins_folder
 from service.version import VERSION
 
 if TYPE_CHECKING:
@@ -59,6 +59,11 @@ class Settings:
     token: str | None
     synchronous: str
     log_level: str
+    unknown_actions: str
+    actions: Path
+    plugins: Path
+    no_plugins: bool
+    kill_grace: float
 
     @property
     def loopback(self) -> bool:
@@ -72,10 +77,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def default_db_path() -> Path:
-    return platformdirs.user_data_path("taskdesk", appauthor=False) / "tasks.db"
 
 
 # -- kinds of value ------------------------------------------------------------------------
@@ -216,6 +217,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Taskdesk but maybe not of the machine"),
     Setting("log_level", choice(*LOG_LEVELS, any_case=True), "INFO",
             "log verbosity; task data is logged only at DEBUG"),
+    Setting("unknown_actions", choice("accept", "refuse"), "accept",
+            "accept: an action nobody declared runs the default action (the tutorial's "
+            "'processed'); refuse: it is a 400 naming the known actions"),
+    Setting("actions", FILE, default_actions_file,
+            "the actions file: commands, schedules and settings (used if it exists)",
+            default_text=str(default_actions_file())),
+    Setting("plugins", FILE, default_plugins_folder,
+            "folder of Python plugin files, *.py (used if it exists)",
+            default_text=str(default_plugins_folder())),
+    Setting("no_plugins", FLAG, False,
+            "load no plugins: neither the folder nor installed distributions' entry points"),
+    Setting("kill_grace", seconds(0, 3600), 5.0,
+            "seconds a stopped command gets between SIGTERM and SIGKILL, and a Python action "
+            "between being cancelled and being given up on"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.actions import ActionRegistry, SimpleContext, default_registry
+from service.actions import Action, ActionRegistry, RunContext, SimpleContext, default_registry
 from service.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -28,7 +28,15 @@ from service.errors import (
 )
 from service.events import EventKind, Listener, TaskEvent
 from service.json_limits import may_be_unstorable, unstorable
+from service.limits import (
+    MAX_ACTION_LENGTH,
+    MAX_DATA_BYTES,
+    MAX_ERROR_CHARS,
+    MAX_RESULT_BYTES,
+)
 from service.metrics import RateHistory
+from service.progress import ProgressBoard
+from service.run_context import TaskContext
 from service.scheduling import check_options, request_hash
 from storage import (
     CANCELLABLE,
@@ -36,6 +44,7 @@ from storage import (
     Added,
     Finish,
     IdempotencyConflictError,
+    LogSlice,
     NewTask,
     Progress,
     Settled,
@@ -50,11 +59,10 @@ from storage import (
 
 log = logging.getLogger("taskdesk.service")
 
-MAX_ACTION_LENGTH = 100
-MAX_DATA_BYTES = 1024 * 1024
-MAX_RESULT_BYTES = 1024 * 1024
 MAX_BACKOFF_SECONDS = 300.0
-MAX_ERROR_CHARS = 4096
+# A command's runner stops it within its timeout plus the kill grace; the watchdog waits this
+# much longer before it gives up on the worker running it.
+COMMAND_STOP_MARGIN = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,9 @@ class Outcome:
     task: Task
     finish: Finish
     error_type: str = ""
+    # Taskdesk is stopping and the action was asked to stop: hand the task back to the queue
+    # (the attempt does not count) instead of storing *finish*.
+    release: bool = False
 
 
 def dumps(value: Any) -> str:
@@ -80,6 +91,8 @@ class TaskService:
         *,
         max_attempts: int = 3,
         backoff_base: float = 1.0,
+        task_timeout: float = 300.0,
+        kill_grace: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_attempts < 1:
@@ -88,10 +101,16 @@ class TaskService:
         self.registry = registry or default_registry()
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
+        self.task_timeout = task_timeout
+        self.kill_grace = kill_grace
         self.clock = clock
         self.rates = RateHistory()
+        self.progress = ProgressBoard(self)
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
+        # The attempts running in this process, by task id: a cancel reaches them here.
+        self._running: dict[str, TaskContext] = {}
+        self._running_lock = threading.Lock()
 
     def now(self) -> float:
         return self.clock()
@@ -273,6 +292,7 @@ class TaskService:
         for task in changed:
             if task.status == TaskStatus.RUNNING:
                 log.info("task cancel requested id=%s action=%s", task.id, task.action)
+                self.stop_running(task.id)
                 self._emit(EventKind.CANCEL_REQUESTED, task)
             else:
                 log.info("task cancelled id=%s action=%s", task.id, task.action)
@@ -359,13 +379,65 @@ class TaskService:
 
     # -- worker side ----------------------------------------------------------------------------
 
-    def run(self, task: Task) -> Outcome:
-        """Run a claimed task's action; what it came to is stored later, by settle()."""
+    def action_of(self, task: Task) -> Action | None:
+        """The action that runs *task* (None: an unknown name while unknown names are
+        refused)."""
         try:
-            action = self.registry.resolve(task.action)
-            result = action.run(task.data, SimpleContext(task.id, task.attempts))
+            return self.registry.resolve(task.action)
+        except ValidationError:
+            return None
+
+    def time_limit(self, task: Task) -> float:
+        """How long an attempt of *task* may run before the watchdog ends it: the action's
+        own timeout or --task-timeout; for a command, plus the time its runner takes to stop
+        it (SIGTERM, the grace, SIGKILL), so that the runner's own timeout acts first."""
+        action = self.action_of(task)
+        limit = action.timeout if action and action.timeout is not None else self.task_timeout
+        if action is not None and action.kind == "command":
+            limit += self.kill_grace + COMMAND_STOP_MARGIN
+        return limit
+
+    def start_attempt(self, task: Task) -> TaskContext:
+        """The context a claimed task's action runs with, known to cancel until it ends."""
+        ctx = TaskContext(task, self.progress, self.store.append_log)
+        with self._running_lock:
+            self._running[task.id] = ctx
+        if task.cancel_requested:  # asked to stop before it started
+            ctx.cancel()
+        return ctx
+
+    def end_attempt(self, ctx: TaskContext) -> None:
+        with self._running_lock:
+            if self._running.get(ctx.task_id) is ctx:
+                del self._running[ctx.task_id]
+
+    def running_context(self, task_id: str) -> TaskContext | None:
+        with self._running_lock:
+            return self._running.get(task_id)
+
+    def stop_running(self, task_id: str | None = None, *, stopping: bool = False) -> None:
+        """Ask the running attempt of *task_id* here (every one, when None) to stop;
+        *stopping*: because Taskdesk stops, so the task goes back to the queue."""
+        with self._running_lock:
+            contexts = list(self._running.values()) if task_id is None else [
+                ctx for ctx in [self._running.get(task_id)] if ctx is not None]
+        for ctx in contexts:
+            ctx.cancel(stopping=stopping)
+
+    def run(self, task: Task, ctx: RunContext | None = None) -> Outcome:
+        """Run a claimed task's action with *ctx* (a plain one when None); what it came to is
+        stored later, by settle()."""
+        ctx = ctx if ctx is not None else SimpleContext(task.id, task.attempts)
+        action = self.action_of(task)
+        if action is None:
+            error = ValidationError(f"unknown action {task.action!r}")
+            return self._attempt_failed(task, error, retry=False)
+        try:
+            result = action.run(task.data, ctx)
         except BaseException as exc:  # even sys.exit() in an action: a failure, not a dead worker
-            return self._attempt_failed(task, exc, retry=True)
+            return self._ended_early(task, ctx, exc)
+        finally:
+            self.progress.flush(task.id)  # its last report, before the outcome is stored
         try:
             result_json = dumps(result)
             if len(result_json.encode()) > MAX_RESULT_BYTES:
@@ -379,6 +451,24 @@ class TaskService:
             return self._attempt_failed(task, exc, retry=False, prefix="cannot store result: ")
         finish = Finish(task.id, task.attempts, TaskStatus.COMPLETED, result_json, self.now())
         return Outcome(task, finish)
+
+    def _ended_early(self, task: Task, ctx: RunContext, exc: BaseException) -> Outcome:
+        """An action that raised. Once asked to stop, whatever it raised (a plugin cannot
+        import ActionCancelled) means it stopped: back to the queue when Taskdesk stops, else
+        a cancelled attempt (the store ends the task cancelled, its cancel being requested)."""
+        if ctx.cancelled.is_set():
+            if getattr(ctx, "stopping", False):
+                finish = Finish(task.id, task.attempts, TaskStatus.QUEUED, "", self.now())
+                return Outcome(task, finish, type(exc).__name__, release=True)
+            return self._attempt_failed(task, exc, retry=False)
+        return self._attempt_failed(task, exc, retry=True)
+
+    def read_log(self, task_id: str, offset: int, limit: int) -> LogSlice:
+        """Up to *limit* bytes of a task's log from byte *offset*; TaskNotFoundError for an
+        unknown task (a task with no log has an empty one)."""
+        if self.store.get(task_id) is None:
+            raise TaskNotFoundError(task_id)
+        return self.store.read_log(task_id, offset, limit)
 
     def timed_out(self, task: Task, seconds: float) -> Outcome:
         """The outcome of an attempt whose action ran past the task timeout: failed, retried

@@ -26,6 +26,25 @@ from storage.sqlite.store import TASK_COLUMNS
 from tests.proc_helpers import StartTaskdesk, TaskdeskProcess
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_user_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Nothing a test runs (in process or as a child) reads or writes the user's own config,
+    data or state folders: an actions.toml or plugins folder there would change what runs."""
+    home = tmp_path_factory.mktemp("xdg")
+    saved = {k: os.environ.get(k) for k in XDG_VARIABLES}
+    for name in XDG_VARIABLES:
+        os.environ[name] = str(home / name.lower())
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+XDG_VARIABLES = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+
+
 def make_db(path: Path) -> Path:
     conn = open_connection(path)
     migrate(conn, path)

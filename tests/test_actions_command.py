@@ -209,8 +209,9 @@ def test_the_environment_is_minimal_plus_the_actions_and_the_tasks(
     assert "TASKDESK_TEST_SECRET" not in env
     assert (env["LC_PAPER"], env["EXTRA"], env["TZ"]) == ("C", "yes", "Europe/Paris")
     assert (env["TASKDESK_TASK_ID"], env["TASKDESK_ATTEMPT"]) == ("task-7", "2")
+    assert env["TASKDESK_OWNER"] == command.WATCHDOG.owner  # what the watchdog looks for
     allowed = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "EXTRA",
-               "TASKDESK_TASK_ID", "TASKDESK_ATTEMPT"}
+               "TASKDESK_TASK_ID", "TASKDESK_ATTEMPT", "TASKDESK_OWNER"}
     assert {k for k in env if not k.startswith("LC_")} <= allowed
 
 
@@ -458,6 +459,38 @@ def test_killing_taskdesk_kills_its_commands(tmp_path: Path, sessions: list[int]
     # The next start finds the record and nothing left to kill.
     assert ProcessReaper(folder).sweep() == []
     assert list(folder.iterdir()) == []
+
+
+def test_the_watchdog_also_kills_a_command_it_was_never_told_of(
+    tmp_path: Path, sessions: list[int]
+) -> None:
+    """Taskdesk killed between starting a command and telling the watchdog: the command's
+    environment names its owner, and the watchdog kills what names the Taskdesk that died."""
+    from service.actions.watchdog import OWNER_VARIABLE
+
+    owner = "4242-123456"
+    pid_file = tmp_path / "pid"
+    stray = subprocess.Popen(
+        ["sh", "-c", 'echo $$ > "$0"; sleep 300 & sleep 301', str(pid_file)],
+        env={**os.environ, OWNER_VARIABLE: owner}, start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"], env={**os.environ, OWNER_VARIABLE: "1-1"})
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"),
+                   "the command has started")
+        sessions.append(stray.pid)
+        wait_until(lambda: len(session(stray.pid)) == 3, "sh and both sleeps run")
+        watchdog = subprocess.Popen([PYTHON, "-I", "-S", str(ROOT / "service/actions/watchdog.py"),
+                                     owner], stdin=subprocess.PIPE)
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()  # as when the Taskdesk holding the pipe dies
+        watchdog.wait(30)
+        wait_until(lambda: session(stray.pid) == [], "the marked processes are killed")
+        assert alive(other.pid)  # another owner's are left alone
+    finally:
+        stray.kill()
+        other.kill()
+        stray.wait()
+        other.wait()
 
 
 def test_without_the_watchdog_setpriv_kills_the_child_and_the_sweep_the_rest(

@@ -87,11 +87,11 @@ def test_dead_worker_is_replaced_and_its_task_recovered(
     original = service.run
     calls = {"n": 0}
 
-    def run_with_a_bug(task: Any) -> Any:
+    def run_with_a_bug(task: Any, ctx: Any = None) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise WorkerBug("boom outside the action")
-        return original(task)
+        return original(task, ctx)
 
     monkeypatch.setattr(service, "run", run_with_a_bug)
     pool = pool_factory(workers=1)

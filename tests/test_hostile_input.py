@@ -40,7 +40,8 @@ from service.api import MAX_BODY_BYTES, ApiConfig, create_app
 from service.api_server import ApiServer
 from service.errors import InvalidTransitionError, ValidationError
 from service.json_limits import MAX_JSON_DEPTH
-from service.task_service import MAX_RESULT_BYTES, TaskService
+from service.limits import MAX_RESULT_BYTES
+from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore

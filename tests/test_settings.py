@@ -17,10 +17,10 @@ from typing import Any
 import click
 import pytest
 
+from service.paths import default_actions_file, default_db_path, default_plugins_folder
 from service.settings import (
     SETTINGS,
     Settings,
-    default_db_path,
     parse_settings,
     run_cli,
     setting_options,
@@ -31,11 +31,15 @@ from tests.proc_helpers import REPO_ROOT, run_taskdesk
 
 CONFIG = "/home/me/.config/taskdesk/actions.toml"
 
-DEFAULTS = Settings(
-    headless=False, host="127.0.0.1", port=8080, db=default_db_path(), workers=2,
-    prefetch=64, work_delay=0.1, task_timeout=300.0, max_attempts=3, retry_backoff=1.0,
-    token=None, synchronous="full", log_level="INFO",
-)
+
+def defaults() -> Settings:
+    return Settings(
+        headless=False, host="127.0.0.1", port=8080, db=default_db_path(), workers=2,
+        prefetch=64, work_delay=0.1, task_timeout=300.0, max_attempts=3, retry_backoff=1.0,
+        token=None, synchronous="full", log_level="INFO", unknown_actions="accept",
+        actions=default_actions_file(), plugins=default_plugins_folder(), no_plugins=False,
+        kill_grace=5.0,
+    )
 
 
 def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = None,
@@ -65,7 +69,7 @@ def test_the_table_declares_every_settings_field_in_order() -> None:
 
 
 def test_defaults() -> None:
-    assert parse() == DEFAULTS
+    assert parse() == defaults()
 
 
 def test_the_process_environment_is_read_when_none_is_given(
@@ -92,6 +96,11 @@ VALUES: list[tuple[str, str, object, object]] = [
     ("token", "s3cret", "s3cret", "s3cret"),
     ("synchronous", "normal", "normal", "normal"),
     ("log_level", "warning", "Warning", "WARNING"),
+    ("unknown_actions", "refuse", "refuse", "refuse"),
+    ("actions", "/tmp/x/a.toml", "/tmp/x/a.toml", Path("/tmp/x/a.toml")),
+    ("plugins", "/tmp/x/plugins", "/tmp/x/plugins", Path("/tmp/x/plugins")),
+    ("no_plugins", "1", True, True),
+    ("kill_grace", "0.5", 0.5, 0.5),
 ]
 VALUE_IDS = [v[0] for v in VALUES]
 
@@ -111,7 +120,7 @@ def test_the_table_of_values_covers_every_setting() -> None:
 @pytest.mark.parametrize(("name", "text", "toml", "expected"), VALUES, ids=VALUE_IDS)
 def test_a_value_from_the_command_line(name: str, text: str, toml: object,
                                        expected: object) -> None:
-    argv = [option(name)] if name == "headless" else [option(name), text]
+    argv = [option(name)] if name in ("headless", "no_plugins") else [option(name), text]
     assert getattr(parse(argv), name) == expected
 
 
@@ -144,7 +153,7 @@ def test_flags_from_the_config_file_are_booleans() -> None:
 
 def test_an_empty_environment_variable_is_unset() -> None:
     # As click's own envvar= treats it; TASKDESK_TOKEN= means "no token", not "token ''".
-    assert parse(environ={"TASKDESK_TOKEN": "", "TASKDESK_PORT": ""}) == DEFAULTS
+    assert parse(environ={"TASKDESK_TOKEN": "", "TASKDESK_PORT": ""}) == defaults()
 
 
 def test_the_database_path_is_expanded() -> None:
@@ -210,6 +219,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("task_timeout", "0.05", "a number of seconds from 0.1 to 86400"),
     ("task_timeout", "inf", "a number of seconds from 0.1 to 86400"),
     ("retry_backoff", "soon", "a number of seconds from 0 to 3600"),
+    ("unknown_actions", "reject", "one of accept, refuse"),
+    ("kill_grace", "-1", "a number of seconds from 0 to 3600"),
 ]
 BAD_IDS = [f"{name}={value}" for name, value, _ in BAD]
 
@@ -270,7 +281,8 @@ def test_an_unknown_key_in_the_config_file(capsys: pytest.CaptureFixture[str]) -
     assert refusal(capsys, config={"workers": 2, "work-delay": 1}) == (
         f"taskdesk: unknown setting 'work-delay' in {CONFIG} [settings]: the settings are "
         "headless, host, port, db, workers, prefetch, work_delay, task_timeout, max_attempts, "
-        "retry_backoff, token, synchronous, log_level")
+        "retry_backoff, token, synchronous, log_level, unknown_actions, actions, plugins, "
+        "no_plugins, kill_grace")
 
 
 def test_config_messages_without_a_file_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,11 +20,12 @@ from service.actions.base import (
 )
 from service.actions.builtin import BUILTIN_ACTIONS, DEFAULT_ACTION
 from service.actions.command import CommandFailed, CommandSpec, run_command
-from service.actions.config_file import ConfigFile, default_actions_file, load_config_file
+from service.actions.config_file import ConfigFile, load_config_file
 from service.actions.placeholders import PlaceholderError
-from service.actions.plugins import default_plugins_folder, load_plugins
+from service.actions.plugins import load_plugins
 from service.actions.reaper import ProcessReaper
 from service.actions.registry import ActionRegistry, UnknownActions
+from service.paths import default_actions_file, default_plugins_folder
 
 
 def default_registry(unknown: UnknownActions = "accept") -> ActionRegistry:

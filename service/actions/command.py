@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from service.actions import placeholders, procfs
 from service.actions.base import ActionCancelled, JsonObject, RunContext
 from service.actions.reaper import ProcessReaper
-from service.actions.watchdog import Watchdog
+from service.actions.watchdog import OWNER_VARIABLE, Watchdog
 
 log = logging.getLogger("taskdesk.actions")
 
@@ -102,6 +102,7 @@ def command_env(spec: CommandSpec, ctx: RunContext) -> dict[str, str]:
     env.update(spec.env)
     env["TASKDESK_TASK_ID"] = ctx.task_id
     env["TASKDESK_ATTEMPT"] = str(ctx.attempt)
+    env[OWNER_VARIABLE] = WATCHDOG.owner  # see watchdog.py: found even if never registered
     return env
 
 

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import platformdirs
-
 from service.actions import placeholders
 from service.actions.base import Action, ConfigFileError, JsonObject, RunContext, name_problem
 from service.actions.command import CommandSpec, run_command
@@ -46,11 +44,6 @@ ACTION_KEYS = ("description", "argv", "timeout", "cwd", "env", "schema", "shell"
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-
-
-def default_actions_file() -> Path:
-    """``actions.toml`` in the user's configuration folder (used if it exists)."""
-    return platformdirs.user_config_path("taskdesk", appauthor=False) / "actions.toml"
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import platformdirs
-
 from service.actions.base import Action, JsonObject, PluginProblem, name_problem
 from service.actions.registry import ActionRegistry, schema_problem
 
@@ -35,11 +33,6 @@ log = logging.getLogger("taskdesk.actions")
 ENTRY_POINT_GROUP = "taskdesk.actions"
 ENTRY_KEYS = ("name", "description", "schema", "run", "timeout")
 DEFAULT_SCHEMA: JsonObject = {"type": "object"}
-
-
-def default_plugins_folder() -> Path:
-    """``plugins`` in the user's configuration folder (used if it exists)."""
-    return platformdirs.user_config_path("taskdesk", appauthor=False) / "plugins"
 
 
 class _PluginError(Exception):

@@ -48,12 +48,12 @@ class _Record:
 
 
 class ProcessReaper:
-    """Records running command groups in *folder* (created, mode 0700) and ends those a
-    killed Taskdesk left behind (``sweep``, at start-up)."""
+    """Records running command groups in *folder* (created, mode 0700, at the first record:
+    a run that starts no command leaves nothing behind) and ends those a killed Taskdesk left
+    behind (``sweep``, at start-up)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._owner = procfs.read_stat(os.getpid())
 
     def add(self, pid: int, task_id: str, attempt: int,
@@ -68,6 +68,7 @@ class ProcessReaper:
                          task_id, attempt, self._owner.pid, self._owner.start_time)
         path = self.folder / f"{pid}-{leader.start_time}.json"
         try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Written in place, without a rename: half a record (Taskdesk killed while
             # writing it) is dropped by the sweep, and the watchdog covers that moment.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -91,7 +92,14 @@ class ProcessReaper:
         """Kill (SIGKILL) what is left of groups recorded by a Taskdesk that is no longer
         running; remove their records. One line per group killed (or found and not killed)."""
         lines: list[str] = []
-        for path in sorted(self.folder.iterdir()):
+        try:
+            paths = sorted(self.folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return lines  # nothing was ever recorded here
+        except OSError as exc:
+            log.warning("cannot look for commands left running in %s: %s", self.folder, exc)
+            return lines
+        for path in paths:
             if path.suffix != ".json":
                 continue
             record = _read(path)

@@ -6,6 +6,11 @@ ends in any way, ``kill -9`` included, the kernel closes it and the watchdog rea
 of the pipe: it then kills (SIGKILL) every process of the sessions still listed, started no
 earlier than their leader, and exits. On a normal shutdown nothing is listed any more.
 
+A command killed so soon after it started that Taskdesk had not told the watchdog yet is
+found another way: every command's environment carries ``TASKDESK_OWNER=<pid>-<start time>``
+of the Taskdesk that started it (inherited by what it starts), and the watchdog, given that
+owner when it starts, also kills every process whose environment says so.
+
 That covers what ``setpriv --pdeathsig KILL`` would (the direct child) and more (everything
 the command started), and costs no extra exec per command: setpriv, a dynamically linked
 program started before every command, halved how many commands per second a thread runs.
@@ -68,6 +73,48 @@ def _kill_all(live: dict[int, int]) -> None:
         time.sleep(0.01)
 
 
+OWNER_VARIABLE = "TASKDESK_OWNER"
+
+
+def owner_id() -> str:
+    """This process as commands' environments name it: its pid and start time (so a pid
+    used again later by another process is not taken for it)."""
+    with open(f"/proc/{os.getpid()}/stat", "rb") as file:
+        text = file.read()
+    start = text[text.rfind(b")") + 2:].split()[19].decode()
+    return f"{os.getpid()}-{start}"
+
+
+def _marked(owner: bytes) -> list[int]:
+    """Pids of the processes (not zombies) whose environment names *owner*."""
+    marker = OWNER_VARIABLE.encode() + b"=" + owner
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as file:
+                entries = file.read().split(b"\0")
+            with open(f"/proc/{name}/stat", "rb") as file:
+                text = file.read()
+        except OSError:
+            continue
+        if marker in entries and text[text.rfind(b")") + 2:].split()[0] not in (b"Z", b"X"):
+            found.append(int(name))
+    return found
+
+
+def _kill_marked(owner: bytes) -> None:
+    for _ in range(KILL_ROUNDS):
+        pids = _marked(owner)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
 def main() -> None:
     # Ctrl-C or a hang-up meant for Taskdesk must not end the watchdog (it runs in a session
     # of its own anyway); only the end of the pipe does.
@@ -92,6 +139,8 @@ def main() -> None:
                     live.pop(int(parts[1]), None)
     if live:
         _kill_all(live)
+    if len(sys.argv) > 1:
+        _kill_marked(sys.argv[1].encode())
 
 
 # -- Taskdesk's side ----------------------------------------------------------------------------
@@ -108,6 +157,7 @@ class Watchdog:
         self._live: dict[int, int] = {}
         self._starts = 0
         self.failed = False  # it could not be started: the caller uses setpriv instead
+        self.owner = owner_id()
         with contextlib.suppress(AttributeError):  # not on every platform
             os.register_at_fork(after_in_child=self._forget)
 
@@ -148,7 +198,7 @@ class Watchdog:
         read_end, write_end = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                [sys.executable, "-I", "-S", os.path.abspath(__file__), self.owner],
                 stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
             )
         except OSError:
@@ -175,6 +225,8 @@ class Watchdog:
         self._close()
         self._proc = None
         self._live = {}
+        with contextlib.suppress(OSError):
+            self.owner = owner_id()
 
 
 if __name__ == "__main__":

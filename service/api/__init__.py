@@ -2,8 +2,7 @@
 http_io.py. The app runs on the API server's threads and never touches a Qt object."""
 
 from service.api.app import LOOPBACK_NAMES, ApiConfig, create_app
-from service.api.http_io import MAX_BODY_BYTES
-from service.api.task_routes import DEFAULT_LIMIT, MAX_LIMIT
+from service.limits import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT
 
 __all__ = ["DEFAULT_LIMIT", "LOOPBACK_NAMES", "MAX_BODY_BYTES", "MAX_LIMIT", "ApiConfig",
            "create_app"]

@@ -10,9 +10,8 @@ from typing import Any, NoReturn
 import bottle
 
 from service.json_limits import may_be_unstorable, unstorable
+from service.limits import MAX_BODY_BYTES
 from service.task_service import dumps
-
-MAX_BODY_BYTES = 1024 * 1024
 
 # bottle keeps the body in memory up to this size and refuses (413) larger JSON bodies.
 bottle.BaseRequest.MEMFILE_MAX = MAX_BODY_BYTES

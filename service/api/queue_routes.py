@@ -40,5 +40,5 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
 
     @app.get("/openapi.json")
     def openapi() -> NoReturn:
-        json_response(200, openapi_document(cfg.version))
+        json_response(200, openapi_document(cfg.version, service.registry))
 

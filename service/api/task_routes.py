@@ -23,6 +23,7 @@ from service.errors import (
     TaskNotFoundError,
     ValidationError,
 )
+from service.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_LOG_READ, MAX_OFFSET
 from service.task_service import TaskService
 from storage import TaskStatus
 
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
     from service.api.app import ApiConfig
 
 SUBMISSION_FIELDS = frozenset({"action", "data", "priority", "delay", "run_at", "after"})
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 
 
 def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None:
@@ -87,6 +85,24 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
             json_error(409, str(exc))
         json_text_response(ok_status, task.to_json())
 
+    @app.get("/tasks/<task_id>/log")
+    def task_log(task_id: str) -> NoReturn:
+        offset = int_param("offset", 0, 0, MAX_OFFSET)
+        try:
+            piece = service.read_log(task_id, offset, MAX_LOG_READ)
+            finished = service.get(task_id).status.is_finished
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+        data = piece.data
+        if not finished:
+            # More may follow: keep a multi-byte character cut in two for the next read.
+            data = data[:utf8_boundary(data)]
+        raise bottle.HTTPResponse(
+            body=data.decode("utf-8", "replace"), status=200,
+            headers={"Content-Type": "text/plain; charset=utf-8",
+                     "X-Next-Offset": str(piece.start + len(data)),
+                     "Cache-Control": "no-store"})
+
     @app.post("/tasks/<task_id>/retry")
     def retry_task(task_id: str) -> NoReturn:
         change(task_id, service.retry, 202)
@@ -103,3 +119,16 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
         # A running task was asked to stop: accepted, it ends cancelled when its attempt ends.
         json_text_response(202 if task.status == TaskStatus.RUNNING else 200, task.to_json())
 
+
+
+def utf8_boundary(data: bytes) -> int:
+    """How much of *data* ends on a whole UTF-8 character: an incomplete sequence at its end
+    (at most 3 bytes of a 4-byte character) is left for the next read."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:  # ASCII: whole
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= needed else len(data) - back
+    return len(data)  # only continuation bytes: not UTF-8 anyway; replaced when decoded

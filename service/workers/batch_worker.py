@@ -107,29 +107,40 @@ class BatchWorker:
 
     def _run_next(self, me: Held) -> bool:
         task = me.running = me.claimed.popleft()
+        action = self.service.action_of(task)
+        simulated = self.work_delay if action is not None and action.simulated_work else 0.0
         # A batch's first task started when its claim was written (its started_at): its
         # simulated work runs from then, so the commit that claimed it is part of that work
         # rather than added to it. (Later tasks of a batch start when they are run.)
         elapsed = 0.0
-        if me.fresh and self.work_delay and task.started_at is not None:
-            elapsed = min(max(self.service.clock() - task.started_at, 0.0), self.work_delay)
+        if me.fresh and simulated and task.started_at is not None:
+            elapsed = min(max(self.service.clock() - task.started_at, 0.0), simulated)
         me.fresh = False
-        me.since = self.monotonic() - elapsed  # the work counts towards the timeout
-        delay = self.work_delay - elapsed
+        me.limit = self.service.time_limit(task)
+        me.since = self.monotonic() - elapsed  # the work counts towards the time limit
+        delay = simulated - elapsed
         # Interruptible, so that stopping does not wait for simulated work.
         if self.stopping.is_set() or (delay > 0 and self.stopping.wait(delay)):
             me.running = None
             self.crew.give_back(task, None)
             self.crew.update_busy(me)
             return True
+        ctx = me.context = self.service.start_attempt(task)
         started = time.perf_counter()
-        outcome = self.service.run(task)
+        try:
+            outcome = self.service.run(task, ctx)
+        finally:
+            self.service.end_attempt(ctx)
         took = time.perf_counter() - started
         with self.crew.lock:
             me.running = None
+            me.context = None
             if me.abandoned:
                 return False
-        me.finished.append(outcome)
+        if outcome.release:  # asked to stop because Taskdesk stops: back to the queue
+            self.crew.give_back(task, None)
+        else:
+            me.finished.append(outcome)
         self.run_seconds += (took - self.run_seconds) / 8  # a moving average
         if took > SLOW_SECONDS and me.claimed:
             # Longer than the batch was sized for: let other workers have the rest.

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import deque
 
+from service.run_context import TaskContext
 from service.task_service import Outcome, TaskService
 from storage import Task
 
@@ -18,12 +19,15 @@ log = logging.getLogger("taskdesk.workers")
 
 
 class Held:
-    __slots__ = ("abandoned", "busy", "claimed", "finished", "fresh", "running", "since")
+    __slots__ = ("abandoned", "busy", "claimed", "context", "finished", "fresh", "limit",
+                 "running", "since")
 
     def __init__(self) -> None:
         self.claimed: deque[Task] = deque()
         self.running: Task | None = None
+        self.context: TaskContext | None = None  # the running task's
         self.since = 0.0  # when the running task started (monotonic)
+        self.limit = 0.0  # how long it may run (seconds)
         self.fresh = False  # the next task is the first of a batch just claimed
         self.finished: list[Outcome] = []
         self.busy = False  # counted in Crew.busy

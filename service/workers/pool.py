@@ -58,7 +58,7 @@ class WorkerPool:
         prefetch: int = 64,
         work_delay: float = 0.1,
         *,
-        task_timeout: float = 300.0,
+        task_timeout: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1 or prefetch < 1 or work_delay < 0:
@@ -66,7 +66,9 @@ class WorkerPool:
         self.service = service
         self.workers = workers
         self.prefetch = prefetch
-        self.task_timeout = task_timeout
+        if task_timeout is not None:  # else the service's (--task-timeout)
+            service.task_timeout = task_timeout
+        self.task_timeout = service.task_timeout
         self._monotonic = monotonic
         self._stopping = threading.Event()
         self.crew = Crew(service)
@@ -75,7 +77,8 @@ class WorkerPool:
         self.worker = BatchWorker(service, self.crew, self.bell, self._stopping,
                                   work_delay=work_delay, max_batch=max(1, prefetch // workers),
                                   monotonic=monotonic)
-        self.watchdog = Watchdog(service, self.crew, self._stopping, task_timeout=task_timeout,
+        self.watchdog = Watchdog(service, self.crew, self._stopping,
+                                 task_timeout=self.task_timeout, kill_grace=service.kill_grace,
                                  replace_worker=self._replace_stuck_worker, monotonic=monotonic)
         self._worker_deaths: list[float] = []  # monotonic times
         self._started = False
@@ -138,11 +141,15 @@ class WorkerPool:
         self._unsubscribe()
         self._stopping.set()
         self.bell.close()
+        # Running actions are asked to stop (commands' process groups get SIGTERM, then
+        # SIGKILL after the grace); what they were running goes back to the queue.
+        self.service.stop_running(stopping=True)
         self.watchdog.join()
         finished = bool(self._pool.waitForDone(int(timeout * 1000)))
         if not finished:
             log.warning("%d task(s) still running after %.0fs; they will run again at next start",
                         self.busy, timeout)
+        self.service.progress.stop()
         log.info("workers stopped")
         return finished
 

@@ -1,9 +1,10 @@
 """Watchdog: the pool's housekeeping thread.
 
 Every WATCH_SECONDS it
-- ends attempts whose action ran past the task timeout and has another worker take over
-  (a Python thread cannot be stopped from outside: the worker stays blocked in the action but
-  no longer counts; if the action ever returns, its outcome is dropped);
+- ends attempts whose action ran past its time limit, or was asked to stop (cancelled) and
+  has not within the kill grace, and has another worker take over (a Python thread cannot be
+  stopped from outside: the worker stays blocked in the action but no longer counts; if the
+  action ever returns, its outcome is dropped);
 - hands back to the queue tasks whose hand-back failed while the database was unavailable;
 - notices the wall clock being set back and moves pending retries with it.
 """
@@ -22,6 +23,9 @@ from storage import DatabaseError, Task
 log = logging.getLogger("taskdesk.workers")
 
 WATCH_SECONDS = 0.5
+# How much longer than the kill grace an action asked to stop may take before its worker is
+# given up on (a command's runner needs the grace itself, then reaps the process).
+CANCEL_MARGIN = 1.0
 
 
 class Watchdog:
@@ -32,6 +36,7 @@ class Watchdog:
         stopping: threading.Event,
         *,
         task_timeout: float,
+        kill_grace: float = 5.0,
         replace_worker: Callable[[], None],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -39,6 +44,7 @@ class Watchdog:
         self.crew = crew
         self.stopping = stopping
         self.task_timeout = task_timeout
+        self.kill_grace = kill_grace
         self.replace_worker = replace_worker
         self.monotonic = monotonic
         self._thread: threading.Thread | None = None
@@ -71,15 +77,13 @@ class Watchdog:
         self.end_stuck_tasks()
 
     def end_stuck_tasks(self) -> None:
-        """End tasks whose action has run past the task timeout, and replace their workers."""
+        """End tasks whose action ran past its time limit, or ignored being asked to stop
+        for longer than the kill grace, and replace their workers."""
         now = self.monotonic()
         crew = self.crew
         with crew.lock:
-            stuck = [
-                (me, me.running) for me in crew.held.values()
-                if me.running is not None and not me.abandoned
-                and now - me.since > self.task_timeout
-            ]
+            stuck = [(me, me.running) for me in crew.held.values()
+                     if me.running is not None and not me.abandoned and self._stuck(me, now)]
             for me, _ in stuck:
                 me.abandoned = True
                 crew.stuck += 1
@@ -87,9 +91,27 @@ class Watchdog:
             assert task is not None
             self._end(me, task)
 
+    def _stuck(self, me: Held, now: float) -> bool:
+        ctx = me.context
+        # cancelled_at is time.monotonic() (the watchdog's own clock may be a test's).
+        if (ctx is not None and ctx.cancelled_at is not None and not ctx.stopping
+                and time.monotonic() - ctx.cancelled_at > self.kill_grace + CANCEL_MARGIN):
+            return True
+        return now - me.since > (me.limit or self.task_timeout)
+
     def _end(self, me: Held, task: Task) -> None:
-        log.warning("task id=%s action=%s has run for more than %.0f s; ending its attempt "
-                    "and starting another worker", task.id, task.action, self.task_timeout)
+        ctx = me.context
+        cancelled = ctx is not None and ctx.cancelled.is_set() and not ctx.stopping
+        limit = me.limit or self.task_timeout
+        if cancelled:
+            log.warning("task id=%s action=%s did not stop within %.0f s of being cancelled; "
+                        "ending it and starting another worker", task.id, task.action,
+                        self.kill_grace)
+        else:
+            log.warning("task id=%s action=%s has run for more than %.0f s; ending its attempt "
+                        "and starting another worker", task.id, task.action, limit)
+            if ctx is not None:
+                ctx.cancel()  # a cooperative action stops; its outcome is dropped either way
         # Once abandoned (under the crew's lock) its worker never touches its record again:
         # the outcomes of the batch's earlier tasks are stored here, the rest handed back.
         finished, me.finished = me.finished, []
@@ -99,7 +121,7 @@ class Watchdog:
             if me.busy:  # counted as stuck from now on, not busy
                 self.crew.busy -= 1
                 me.busy = False
-        outcomes = [*finished, self.service.timed_out(task, self.task_timeout)]
+        outcomes = [*finished, self.service.timed_out(task, limit)]
         try:
             self.service.settle(outcomes, 0)
         except Exception as exc:
