@@ -22,6 +22,7 @@ from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
 from service.api import LOOPBACK_NAMES, ApiConfig, create_app
 from service.api_server import ApiServer, ApiStartError
+from service.event_log import EventLog
 from service.settings import Settings, parse_settings
 from service.task_service import TaskService
 from service.version import VERSION
@@ -48,6 +49,7 @@ class Engine:
     pool: WorkerPool
     api: ApiServer | None = None
     api_error: str | None = None
+    events: EventLog | None = None  # what GET /events streams
 
     def start_api(self) -> None:
         s = self.settings
@@ -57,6 +59,7 @@ class Engine:
             worker_stats=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
             problems=self.problems,
             version=VERSION,
+            events=self.events,
         )
         api = ApiServer(create_app(self.service, config), s.host, s.port)
         try:
@@ -122,9 +125,12 @@ def open_engine(settings: Settings) -> Engine:
         raise StartupError(
             f"cannot recover unfinished tasks in database {store.location}: {exc}"
         ) from exc
+    # Subscribed before the workers, so that a submission is in the event log before the
+    # worker it wakes can report starting it.
+    events = EventLog.attach(service)
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay,
                       task_timeout=settings.task_timeout)
-    engine = Engine(settings, store, service, pool)
+    engine = Engine(settings, store, service, pool, events=events)
     store.on_damage = engine.database_damaged
     return engine
 

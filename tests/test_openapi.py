@@ -133,7 +133,7 @@ def test_paths_and_methods_match_the_app_routes(
               for route in app.routes}
     documented = {(path, method) for path, method, _ in operations(document)}
     assert documented == routes
-    assert len(routes) == 8
+    assert len(routes) == 9
 
 
 def test_path_parameters_are_declared(document: dict[str, Any]) -> None:
@@ -158,8 +158,10 @@ def test_every_operation_documents_the_checks_made_before_routing(
             assert {"400", "413", "415"} <= set(responses), (method, path)
         assert any(code.startswith("2") for code in responses), (method, path)
         for code, response in responses.items():
-            # All bodies are JSON, errors included.
-            assert set(response["content"]) == {"application/json"}, (method, path, code)
+            # All bodies are JSON, errors included; but the event stream's.
+            media = {"text/event-stream"} if (path, code) == ("/events", "200") else {
+                "application/json"}
+            assert set(response["content"]) == media, (method, path, code)
             if not code.startswith("2"):
                 assert response["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"}, (method, path, code)
@@ -278,6 +280,9 @@ ERROR_CASES = [
     ErrorCase("/stats", "get", "/stats", 403, headers={"Host": "evil.example"}),
     ErrorCase("/health", "get", "/health", 403, headers={"Host": "evil.example"}),
     ErrorCase("/openapi.json", "get", "/openapi.json", 403, headers={"Host": "evil.example"}),
+    ErrorCase("/events", "get", "/events?status=bogus", 400),
+    ErrorCase("/events", "get", "/events", 400, headers={"Last-Event-ID": "x"}),
+    ErrorCase("/events", "get", "/events", 403, headers={"Host": "evil.example"}),
 ]
 
 
@@ -329,4 +334,4 @@ def test_401_responses_match_their_schemas(
         assert resp.status == 401, (method, path)
         check(document, path, method, resp)
         checked += 1
-    assert checked == 8
+    assert checked == 9
