@@ -222,6 +222,7 @@ def run_headless(settings: Settings) -> int:
 
 def run_window(settings: Settings) -> int:
     # Imported here so that headless mode never loads QtWidgets.
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import AppInfo, MainWindow
@@ -231,6 +232,9 @@ def run_window(settings: Settings) -> int:
     app.setApplicationName("Taskdesk")
     app.setOrganizationName("Taskdesk")
     app.setApplicationVersion(VERSION)
+    # The name of the desktop entry (--install-desktop-entry): Wayland compositors and docks
+    # match the window to it by this, for its icon and name.
+    QGuiApplication.setDesktopFileName("taskdesk")
 
     def report(message: str) -> None:
         log.error("%s", message)
