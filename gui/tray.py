@@ -119,7 +119,8 @@ def state_icon(state: TrayState, size: int = 64) -> QIcon:
     painter = QPainter(pixmap)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     unit = size / 64  # the SVG's coordinates
-    centre, radius = QPointF(46 * unit, 44 * unit), 12 * unit
+    # Larger than the tick it covers: a tray shows the icon at 16 to 24 pixels.
+    centre, radius = QPointF(48 * unit, 46 * unit), 14 * unit
     painter.setPen(QPen(QColor("white"), 3 * unit))
     painter.setBrush(QColor(_BADGES[state]))
     painter.drawEllipse(centre, radius, radius)
