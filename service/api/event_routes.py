@@ -91,7 +91,7 @@ class StreamSlots:
 def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None:
     log = cfg.events if cfg.events is not None else EventLog.attach(service)
     slots = StreamSlots(cfg.max_event_streams)
-    app.config["taskdesk.event_streams"] = slots  # for tests and /health-like probes
+    app.config["taskdesk.event_streams"] = slots  # how many are open: for tests
 
     @app.get("/events")
     def events() -> Iterator[bytes]:
