@@ -32,6 +32,7 @@ lint:
 screenshot:
 	scripts/dev.sh setup test
 	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py docs/screenshot.png
+	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py --tray-menu docs/tray-menu.png
 
 bench:
 	scripts/dev.sh bench

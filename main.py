@@ -25,6 +25,7 @@ from service.actions.loading import LoadedActions, load_actions, read_config
 from service.actions.reaper import ProcessReaper
 from service.api import LOOPBACK_NAMES, ApiConfig, create_app
 from service.api_server import ApiServer, ApiStartError
+from service.event_log import EventLog
 from service.paths import run_folder
 from service.settings import Settings, parse_settings
 from service.task_service import TaskService
@@ -57,6 +58,7 @@ class Engine:
     token: str | None = None
     api: ApiServer | None = None
     api_error: str | None = None
+    events: EventLog | None = None  # what GET /events streams
 
     def start_api(self) -> None:
         s = self.settings
@@ -66,6 +68,7 @@ class Engine:
             worker_stats=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
             problems=self.problems,
             version=VERSION,
+            events=self.events,
         )
         api = ApiServer(create_app(self.service, config), s.host, s.port)
         try:
@@ -157,8 +160,11 @@ def open_engine(settings: Settings) -> Engine:
         raise StartupError(
             f"cannot recover unfinished tasks in database {store.location}: {exc}"
         ) from exc
+    # Subscribed before the workers, so that a submission is in the event log before the
+    # worker it wakes can report starting it.
+    events = EventLog.attach(service)
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
-    engine = Engine(settings, store, service, pool, actions, token)
+    engine = Engine(settings, store, service, pool, actions, token, events=events)
     store.on_damage = engine.database_damaged
     return engine
 
@@ -250,6 +256,7 @@ def run_headless(settings: Settings) -> int:
 
 def run_window(settings: Settings) -> int:
     # Imported here so that headless mode never loads QtWidgets.
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import AppInfo, MainWindow
@@ -259,6 +266,9 @@ def run_window(settings: Settings) -> int:
     app.setApplicationName("Taskdesk")
     app.setOrganizationName("Taskdesk")
     app.setApplicationVersion(VERSION)
+    # The name of the desktop entry (--install-desktop-entry): Wayland compositors and docks
+    # match the window to it by this, for its icon and name.
+    QGuiApplication.setDesktopFileName("taskdesk")
 
     def report(message: str) -> None:
         log.error("%s", message)

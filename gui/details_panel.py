@@ -25,7 +25,7 @@ from gui.formatting import (
     pretty_json,
     short_id,
 )
-from gui.status_style import STATUS_LABELS, badge_colors, status_color
+from gui.status_style import STATUS_LABELS, badge_colors, readable_color, status_color
 from storage import STATUSES, Task
 
 MAX_LISTED = 12  # ids listed for a multiple selection
@@ -123,7 +123,8 @@ class DetailsPanel(QWidget):
             parts.append(_block("Result", pretty_json(task.result)))
         if task.error:
             title = "Error" if task.status == "failed" else "Error of the last attempt"
-            parts.append(_block(title, task.error, status_color("failed").name()))
+            error_color = readable_color(status_color("failed"), self.palette())
+            parts.append(_block(title, task.error, error_color.name()))
         return "".join(parts)
 
     def _many(self, tasks: list[Task]) -> str:

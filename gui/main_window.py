@@ -26,8 +26,13 @@ refresh that fails keeps the rows and counts shown and runs again at the next ti
 the user took says what failed and that nothing was changed; the status bar shows the problem
 while it lasts.
 
-Settings (window geometry, splitters, table columns, status filter) live in QSettings; tests
-and the screenshot script pass their own QSettings object to stay away from the user's.
+Settings (window geometry, splitters, table columns, status filter, preferences) live in
+QSettings; tests and the screenshot script pass their own QSettings object to stay away from
+the user's.
+
+The desktop: a tray icon where there is a tray (tray.py; closing the window then hides it into
+the tray, if the preferences say so, and the API and workers go on), notifications
+(notifications.py) and their preferences (preferences_dialog.py).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QGroupBox,
@@ -55,11 +60,15 @@ from gui.compose_panel import ComposePanel
 from gui.database_status import DatabaseStatus
 from gui.details_panel import DetailsPanel
 from gui.filter_bar import FilterBar
+from gui.notifications import Notifier, StatusBarSink
+from gui.preferences import Preferences
+from gui.preferences_dialog import PreferencesDialog
 from gui.status_bar import StatusBarPanel
 from gui.task_actions import TaskActions
 from gui.task_table_model import TaskTableModel
 from gui.task_table_view import TaskTableView
 from gui.throughput_chart import ThroughputChart
+from gui.tray import TrayController, TrayIconFactory, system_tray_icon
 from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import STATUSES, TaskStatus
@@ -94,6 +103,7 @@ class MainWindow(QMainWindow):
         info: AppInfo,
         *,
         settings: QSettings | None = None,
+        tray_icon: TrayIconFactory = system_tray_icon,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -119,6 +129,7 @@ class MainWindow(QMainWindow):
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
                                      str(info.db_path))
         self.feed = ChangeFeed(service, self)
+        self._build_desktop_parts(tray_icon)
         self.stats_timer = QTimer(self)
         self.stats_timer.setInterval(STATS_INTERVAL_MS)
         self._filter_pending = False  # the filter bar's choice is not yet shown (a fault)
@@ -166,14 +177,28 @@ class MainWindow(QMainWindow):
         self.left_splitter.setSizes([560, 140])
         self.right_splitter.setSizes([260, 440])
 
+    def _build_desktop_parts(self, tray_icon: TrayIconFactory) -> None:
+        """The tray icon, notifications and their preferences (tray.py, notifications.py)."""
+        self.preferences = Preferences.load(self._settings)
+        self.tray = TrayController(self, self.service, self.database, self.preferences,
+                                   icon_factory=tray_icon, open_preferences=self.open_preferences,
+                                   quit_app=self.request_quit)
+        sink = self.tray.sink() or StatusBarSink(self.status.show_message)
+        self.notifier = Notifier(self.service, self.preferences, sink, self)
+
     def _build_menus(self) -> None:
         menu_bar = self.menuBar()
 
         self.quit_action = QAction("&Quit", self)
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-        self.quit_action.triggered.connect(self.close)
+        self.quit_action.triggered.connect(self.request_quit)
+        self.preferences_action = QAction("&Preferences…", self)
+        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.preferences_action.triggered.connect(self.open_preferences)
         file_menu = menu_bar.addMenu("&File")
+        file_menu.addAction(self.preferences_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
 
         self.find_action = QAction("&Find…", self)
@@ -215,6 +240,9 @@ class MainWindow(QMainWindow):
         self.task_actions.message.connect(self.status.show_message)
         self.task_actions.failed.connect(self.tell_user)
         self.database.problem_changed.connect(self.status.show_problem)
+        self.database.problem_changed.connect(self.notifier.database_problem)
+        self.compose.submitted.connect(self.notifier.watch)
+        self.notifier.tasks_failed.connect(self.tray.note_failures)
         selection = self.table.selectionModel()
         selection.selectionChanged.connect(self._on_selection)
         self.model.modelReset.connect(self._on_selection)
@@ -374,10 +402,36 @@ class MainWindow(QMainWindow):
         s.setValue("filter/status", str(self.filter_bar.status or ""))
         s.sync()
 
+    def open_preferences(self) -> None:
+        dialog = PreferencesDialog(self.preferences, self.tray.icon is not None, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def accepted() -> None:
+            self.preferences.update(dialog.preferences())
+            self.preferences.save(self._settings)
+            self.tray.apply_preferences()
+
+        dialog.accepted.connect(accepted)
+        dialog.open()
+
+    def request_quit(self) -> None:
+        """Quit Taskdesk (File ▸ Quit, the tray's Quit), even while it closes to the tray:
+        the window closes and the event loop ends, and main.py shuts down as usual."""
+        self.close()
+        QCoreApplication.quit()  # does nothing where no event loop runs (tests)
+
     def closeEvent(self, event: QCloseEvent) -> None:
         # Saved here, while the window still has its on-screen geometry; main.py quits the
         # event loop when the last window closes and then calls shutdown().
         self.save_settings()
+        # Only the window's own close button (a spontaneous close) hides it into the tray:
+        # a quit (Ctrl+Q, the tray's Quit, SIGTERM, logging out) closes windows too, and an
+        # ignored close would refuse it.
+        if event.spontaneous() and self.tray.keeps_running_when_closed:
+            event.ignore()
+            self.hide()
+            self.tray.hidden_to_tray(self._settings)
+            return
         super().closeEvent(event)
 
     def shutdown(self) -> None:
@@ -386,6 +440,8 @@ class MainWindow(QMainWindow):
             return
         self._closed_down = True
         self.feed.stop()
+        self.notifier.stop()
+        self.tray.shutdown()
         self.stats_timer.stop()
         self.save_settings()
 

@@ -12,17 +12,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QFrame, QLabel, QStatusBar, QToolButton, QWidget
 
 from gui.formatting import format_count
-from gui.status_style import STATUS_COLORS
+from gui.status_style import STATUS_COLORS, readable_color
 from storage import TaskStatus
 
 MESSAGE_MS = 4000
 # The problem's text names the database file, so it can be long; the middle is elided (the
 # headline and SQLite's cause at the end stay readable) and the tooltip has all of it.
 PROBLEM_WIDTH = 520
+
+
+def _on_bar(bar: QStatusBar, status: str) -> str:
+    """A status colour that reads well on the bar (a dark palette needs a lighter red)."""
+    return readable_color(STATUS_COLORS[status], bar.palette(), QPalette.ColorRole.Window).name()
 
 
 def _separator(parent: QWidget) -> QFrame:
@@ -59,11 +64,11 @@ class StatusBarPanel:
             self.api_label.setToolTip(
                 "The window works without the API; restart with another --port to use it"
             )
-            self.api_label.setStyleSheet(f"color: {STATUS_COLORS['cancelled'].name()};")
+            self.api_label.setStyleSheet(f"color: {_on_bar(bar, 'cancelled')};")
             api_widget = self.api_label
         # Permanent, unlike the reports on the left: it must not give way to "Copied 1 id".
         self.problem_label = QLabel(bar)
-        self.problem_label.setStyleSheet(f"color: {STATUS_COLORS['failed'].name()};")
+        self.problem_label.setStyleSheet(f"color: {_on_bar(bar, 'failed')};")
         self.problem_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problem_label.hide()
         bar.addPermanentWidget(self.problem_label)

@@ -50,6 +50,44 @@ def mix(a: QColor, b: QColor, amount: float) -> QColor:
     )
 
 
+def luminance(color: QColor) -> float:
+    """WCAG relative luminance, 0 (black) to 1 (white)."""
+
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(color.red()) + 0.7152 * channel(color.green()) + 0.0722 * channel(
+        color.blue())
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    """WCAG contrast ratio of two colours, 1 to 21."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+READABLE_CONTRAST = 4.5  # WCAG AA for text of ordinary size
+
+
+def readable_color(
+    color: QColor, palette: QPalette, role: QPalette.ColorRole = QPalette.ColorRole.Base
+) -> QColor:
+    """*color* as text on *palette*'s *role*: as it is where it reads well enough, else mixed
+    towards white (dark palettes) or black (light ones) until it does. The status hues are
+    chosen for light backgrounds; red and blue text on a dark one, or green on white, fall
+    short of the contrast text needs."""
+    background = palette.color(role)
+    if contrast(color, background) >= READABLE_CONTRAST:
+        return QColor(color)
+    towards = QColor("white") if luminance(background) < 0.18 else QColor("black")
+    for step in range(1, 21):
+        mixed = mix(towards, color, step / 20)
+        if contrast(mixed, background) >= READABLE_CONTRAST:
+            return mixed
+    return towards
+
+
 def badge_colors(status: str, palette: QPalette, selected: bool = False) -> tuple[QColor, QColor]:
     """(fill, text) for a status badge on this palette, opaque."""
     hue = status_color(status)

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from enum import IntEnum
 
 from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
-from PySide6.QtGui import QFontDatabase, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QStandardItem, QStandardItemModel
 
 from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import (
@@ -46,7 +46,7 @@ from gui.formatting import (
     preview,
     short_id,
 )
-from gui.status_style import STATUS_LABELS, STATUS_ROLE, status_color
+from gui.status_style import STATUS_LABELS, STATUS_ROLE, readable_color, status_color
 from service.task_service import TaskService
 from storage import Task, TaskQuery, TaskStatus
 
@@ -136,7 +136,7 @@ class TaskTableModel(QStandardItemModel):
         self._wanted = page_size
         self._fetch_failed = False
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        self._error_color = status_color("failed")
+        self._error_color = readable_color(status_color("failed"), QGuiApplication.palette())
 
     # -- filter and queries ---------------------------------------------------------------------
 

@@ -10,12 +10,34 @@ import math
 from collections.abc import Sequence
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
+from PySide6.QtGui import (
+    QColor,
+    QFontMetrics,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPalette,
+    QPen,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from gui.status_style import COMPLETED_COLOR, FAILED_COLOR
 
 DEFAULT_SECONDS = 180
+LABEL_MARGIN = 6  # between the widget's left edge and the longest y-axis label
+LABEL_GAP = 6  # between the labels and the plot
+
+
+def axis_label(value: float) -> str:
+    """A y-axis value as written: 0.5, 1, 2.5, 1,000 (halves of the nice ceilings)."""
+    if value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def axis_labels(top: float) -> list[str]:
+    """The y-axis labels from the top down: top, half, zero."""
+    return [axis_label(top * (2 - i) / 2) for i in range(3)]
 
 
 def nice_ceiling(value: float) -> float:
@@ -45,6 +67,17 @@ class ThroughputChart(QWidget):
         return QSize(200, 70)
 
     @property
+    def top_value(self) -> float:
+        """The value at the top of the y-axis."""
+        return nice_ceiling(max((max(c, f) for c, f in self._series), default=0))
+
+    @staticmethod
+    def label_width(metrics: QFontMetrics, labels: Sequence[str]) -> int:
+        """Room left of the plot for the y-axis labels: the widest of them, whichever it is
+        ("0.5" is wider than the "1" above it), with margins."""
+        return max(metrics.horizontalAdvance(text) for text in labels) + LABEL_MARGIN + LABEL_GAP
+
+    @property
     def series(self) -> list[tuple[int, int]]:
         return list(self._series)
 
@@ -70,8 +103,9 @@ class ThroughputChart(QWidget):
 
         metrics = painter.fontMetrics()
         line_h = metrics.height()
-        top_value = nice_ceiling(max((max(c, f) for c, f in self._series), default=0))
-        label_w = metrics.horizontalAdvance(f"{top_value:,.0f}") + 10
+        top_value = self.top_value
+        labels = axis_labels(top_value)
+        label_w = self.label_width(metrics, labels)
         plot = QRectF(label_w, line_h + 12, self.width() - label_w - 12,
                       self.height() - 2 * line_h - 20)
         if plot.width() < 20 or plot.height() < 10:
@@ -82,15 +116,14 @@ class ThroughputChart(QWidget):
         grid = QColor(muted)
         grid.setAlpha(60)
         painter.setPen(QPen(grid, 1))
-        for i in range(3):
+        for i, label in enumerate(labels):
             y = plot.top() + plot.height() * i / 2
             painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
-            value = top_value * (2 - i) / 2
             painter.setPen(muted)
             painter.drawText(
-                QRectF(0, y - line_h / 2, label_w - 6, line_h),
+                QRectF(LABEL_MARGIN, y - line_h / 2, label_w - LABEL_MARGIN - LABEL_GAP, line_h),
                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                f"{value:,.0f}" if value >= 1 or value == 0 else f"{value:.1f}",
+                label,
             )
             painter.setPen(QPen(grid, 1))
         bottom_y = plot.bottom() + 3

@@ -18,8 +18,9 @@ QT_DEBS=(libglib2.0-0 libgl1 libegl1 libxkbcommon0 libx11-6 libfreetype6 libfont
 XCB_DEBS=(libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
           libxcb-xkb1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-xfixes0 libx11-xcb1)
 PY_DEBS=(python3 python3-venv)
-# Only for the tests: the headless browser tests/test_browser_security.py drives.
-TEST_DEBS=(chromium)
+# Only for the tests: the headless browser tests/test_browser_security.py drives, and the
+# validator tests/test_desktop_entry.py checks the desktop entry with.
+TEST_DEBS=(chromium desktop-file-utils)
 
 say() { printf 'taskdesk setup: %s\n' "$*" >&2; }
 

@@ -1,8 +1,10 @@
 """Render Taskdesk's real MainWindow offscreen over a demo database and save it as a PNG.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py [OUT.png]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py [--tray-menu] [OUT.png]
 
-OUT defaults to docs/screenshot.png. Everything happens in a temporary folder (database and
+OUT defaults to docs/screenshot.png (docs/tray-menu.png with --tray-menu, which also shows the
+tray icon's menu, rendered beside the window: offscreen there is no tray, so the picture says
+that it is a composition). Everything happens in a temporary folder (database and
 window settings), so neither the user's data nor their window layout is touched. The tasks are
 made through the real service: completed and failed ones by running their actions, cancelled
 ones by cancelling, running ones on a real worker pool whose action waits until the picture is
@@ -30,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from any folder
     sys.path.insert(0, str(ROOT))
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QRect, QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QColor, QFont, QPainter, QPixmap  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.main_window import AppInfo, MainWindow  # noqa: E402
@@ -150,8 +153,50 @@ def _wait(condition: Any, app: QApplication) -> None:
         time.sleep(0.01)
 
 
+def with_tray_menu(window: MainWindow) -> QPixmap:
+    """The window below a desktop's top panel, with the real tray menu open from the tray
+    icon at the panel's right end, over the window as on a desktop; the panel says that the
+    picture is composed."""
+    shot = window.grab()
+    ratio = shot.devicePixelRatio()
+    window.tray.refresh()
+    menu = window.tray.menu
+    menu.adjustSize()
+    menu_shot = menu.grab()
+    panel_h = 30
+    width, height = window.width(), panel_h + window.height()
+    picture = QPixmap(round(width * ratio), round(height * ratio))
+    picture.setDevicePixelRatio(ratio)
+    picture.fill(QColor("#1f232b"))
+    painter = QPainter(picture)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.drawPixmap(0, panel_h, shot)
+    # The panel: a caption on the left, the tray icon (in its current state) on the right.
+    font = QFont(window.font())
+    painter.setFont(font)
+    painter.setPen(QColor("#aeb6c4"))
+    painter.drawText(QRect(12, 0, width - 80, panel_h), Qt.AlignmentFlag.AlignVCenter,
+                     "Composed offscreen, where there is no tray: the real window, and the real "
+                     "tray menu (gui/tray.py) drawn where a desktop would open it")
+    icon_x = width - 40
+    painter.fillRect(QRect(icon_x - 6, 0, 34, panel_h), QColor("#3b4252"))  # the open icon
+    painter.drawPixmap(icon_x, 4, window.tray.icon_for(window.tray.state).pixmap(22, 22))
+    menu_x, menu_y = width - menu.width() - 8, panel_h + 2
+    for spread in range(6, 0, -1):  # a soft shadow, as menus have
+        shade = QColor(0, 0, 0, 14)
+        painter.fillRect(QRect(menu_x - spread + 3, menu_y - spread + 5,
+                               menu.width() + 2 * spread, menu.height() + 2 * spread), shade)
+    painter.drawPixmap(menu_x, menu_y, menu_shot)
+    painter.end()
+    return picture
+
+
 def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "screenshot.png"
+    args = argv[1:]
+    tray_menu = "--tray-menu" in args
+    args = [a for a in args if a != "--tray-menu"]
+    default = "tray-menu.png" if tray_menu else "screenshot.png"
+    out = Path(args[0]) if args else ROOT / "docs" / default
     out.parent.mkdir(parents=True, exist_ok=True)
     # The demo fails tasks on purpose; their warnings are noise here.
     logging.getLogger("taskdesk").setLevel(logging.ERROR)
@@ -212,7 +257,7 @@ def main(argv: list[str]) -> int:
         for _ in range(5):
             app.processEvents()
 
-        image = window.grab()
+        image = with_tray_menu(window) if tray_menu else window.grab()
         ok = image.save(str(out))
         window.shutdown()
         window.close()

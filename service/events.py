@@ -43,6 +43,9 @@ class TaskEvent:
     kind: EventKind
     task: Task | None  # None only for events of the queue as a whole (PAUSED, RESUMED)
     count: int = 1
+    # SUBMITTED_MANY: the ids of the batch, oldest first (its copies differ only by id), so a
+    # subscriber can report every task without reading them back (service/event_log.py).
+    ids: tuple[str, ...] = ()
 
 
 Listener = Callable[[TaskEvent], None]

@@ -177,6 +177,50 @@ def _submission_schema(registry: ActionRegistry) -> dict[str, Any]:
     }
 
 
+def _events_path() -> dict[str, Any]:
+    """GET /events (service/api/event_routes.py): a stream, so its 200 is text/event-stream,
+    described in words (OpenAPI 3.1 has no schema for the events of a stream)."""
+    return {"get": {
+        "operationId": "streamEvents",
+        "summary": "Follow every change of a task as Server-Sent Events",
+        "description": "One event per change, in order: `id:` a sequence that only grows, "
+        "`event: task` (`deleted` for a deleted task, `queue` with `{\"paused\": bool}` "
+        "for pause and resume, sent whatever the filters), `data:` the task as "
+        "`GET /tasks/{task_id}` gives it. With `Last-Event-ID` the stream starts after that "
+        "event, none missed, while the server still holds it (the last 4,096 changes, fewer "
+        "for large tasks); otherwise it starts with `event: resync` (`id:` the newest, "
+        "`data: {\"last_id\": n}`): re-read the tasks, then carry on. A `: keep-alive` "
+        "comment after 15 s of silence (with an `id:` when filters skipped events). At most "
+        "8 streams at once; a client that stops reading for 10 s is disconnected.",
+        "parameters": [
+            {"name": "status", "in": "query", "required": False, "allowEmptyValue": True,
+             "schema": {"type": "string", "enum": list(STATUSES)},
+             "description": "Only tasks with this status after the change."},
+            {"name": "action", "in": "query", "required": False, "allowEmptyValue": True,
+             "schema": {"type": "string"}, "description": "Only tasks of this action."},
+            {"name": "Last-Event-ID", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+             "description": "The id of the last event received: resume after it."},
+        ],
+        "responses": {
+            "200": {
+                "description": "The stream, open until the client or Taskdesk stops it",
+                "content": {"text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": "id: 1718000000123457\nevent: task\ndata: {\"id\": \"…\", "
+                               "\"status\": \"completed\", …}\n\n",
+                }},
+            },
+            "400": _error("Unknown status, a malformed Last-Event-ID, or a parameter given "
+                          "more than once"),
+            "503": {**_error("As many streams are open as allowed (8); try again after "
+                             "Retry-After seconds"),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+            **_COMMON_ERRORS,
+        },
+    }}
+
+
 def openapi_document(version: str, registry: ActionRegistry | None = None) -> dict[str, Any]:
     registry = registry if registry is not None else default_registry()
     return {
@@ -361,6 +405,7 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                     },
                 },
             },
+            "/events": _events_path(),
             "/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",

@@ -260,6 +260,41 @@ def version_option() -> click.Option:
                         callback=_show_version, help="Show the version and exit.")
 
 
+def _desktop_entry(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from service import desktop_entry  # only when asked
+
+    try:
+        if param.name == "install_desktop_entry":
+            for path in desktop_entry.install():
+                click.echo(f"wrote {path}")
+        else:
+            removed = desktop_entry.uninstall()
+            for path in removed:
+                click.echo(f"removed {path}")
+            if not removed:
+                click.echo("no desktop entry to remove")
+    except desktop_entry.DesktopEntryError as exc:
+        click.echo(f"{PROG}: {exc}", err=True)
+        ctx.exit(1)
+    ctx.exit()
+
+
+def desktop_entry_options() -> list[click.Option]:
+    """--install-desktop-entry and --uninstall-desktop-entry: done at once, then exit (like
+    --version), whatever the other options say."""
+    return [
+        click.Option(["--install-desktop-entry"], is_flag=True, expose_value=False,
+                     is_eager=True, callback=_desktop_entry,
+                     help="Add Taskdesk to this user's application menu (a .desktop file and "
+                     "its icon under $XDG_DATA_HOME) and exit."),
+        click.Option(["--uninstall-desktop-entry"], is_flag=True, expose_value=False,
+                     is_eager=True, callback=_desktop_entry,
+                     help="Remove what --install-desktop-entry wrote and exit."),
+    ]
+
+
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 HELP = ("Taskdesk: a desktop task queue with an embedded REST API. Every option can also be "
         f"set with an environment variable {ENV_PREFIX}<NAME> (e.g. {ENV_PREFIX}PORT=9000); the "
@@ -384,7 +419,8 @@ def parse_settings(
     def settings(ctx: click.Context, /, **_: object) -> Settings:
         return settings_from_context(ctx)
 
-    command = click.Command(PROG, params=[*click_options(), version_option()],
+    command = click.Command(PROG, params=[*click_options(), version_option(),
+                                          *desktop_entry_options()],
                             callback=settings, help=HELP, context_settings=CONTEXT_SETTINGS)
     result = run_cli(command, argv, environ, config, config_source)
     assert isinstance(result, Settings)

@@ -128,8 +128,9 @@ class TaskService:
 
         return unsubscribe
 
-    def _emit(self, kind: EventKind, task: Task, count: int = 1) -> None:
-        event = TaskEvent(kind, task, count)
+    def _emit(self, kind: EventKind, task: Task, count: int = 1,
+              ids: tuple[str, ...] = ()) -> None:
+        event = TaskEvent(kind, task, count, ids)
         for listener in self._listeners:
             try:
                 listener(event)
@@ -229,7 +230,7 @@ class TaskService:
         # One event for the batch, carrying the newest task: subscribers re-read what they show.
         newest = self.store.get(ids[-1])
         if newest is not None:
-            self._emit(EventKind.SUBMITTED_MANY, newest, len(ids))
+            self._emit(EventKind.SUBMITTED_MANY, newest, len(ids), tuple(ids))
         return ids
 
     # -- reads ----------------------------------------------------------------------------------

@@ -91,11 +91,15 @@ def test_2000_posts_from_16_threads_each_run_exactly_once(
     assert store.counts() == {"queued": 0, "running": 0, "completed": TOTAL, "failed": 0,
                               "cancelled": 0}
 
-    # Each task was submitted, started and completed exactly once, and nothing else happened.
+    # Each task was submitted and completed exactly once, and nothing else happened but, on a
+    # busy machine, a batch handed back by a worker whose task ran slow (released, without
+    # counting an attempt, and started again).
     for kind in ("submitted", "started", "completed"):
         assert {tid for (k, tid) in events if k == kind} == set(expected), kind
-    assert set(events.values()) == {1}
-    assert {k for (k, _) in events} == {"submitted", "started", "completed"}
+    for task_id in expected:
+        assert events[("submitted", task_id)] == events[("completed", task_id)] == 1
+        assert events[("started", task_id)] == 1 + events[("released", task_id)]
+    assert {k for (k, _) in events} <= {"submitted", "started", "completed", "released"}
 
     # The API agrees, page by page.
     seen: list[str] = []

@@ -133,7 +133,7 @@ def test_paths_and_methods_match_the_app_routes(
               for route in app.routes}
     documented = {(path, method) for path, method, _ in operations(document)}
     assert documented == routes
-    assert len(routes) == 10
+    assert len(routes) == 11
 
 
 def test_path_parameters_are_declared(document: dict[str, Any]) -> None:
@@ -158,10 +158,11 @@ def test_every_operation_documents_the_checks_made_before_routing(
             assert {"400", "413", "415"} <= set(responses), (method, path)
         assert any(code.startswith("2") for code in responses), (method, path)
         for code, response in responses.items():
-            # All bodies are JSON, errors included; a log is the text it is.
-            expected = ({"text/plain"} if (path, code) == ("/tasks/{task_id}/log", "200")
-                        else {"application/json"})
-            assert set(response["content"]) == expected, (method, path, code)
+            # All bodies are JSON, errors included; but a log's (text) and the event stream's.
+            media = {("/tasks/{task_id}/log", "200"): {"text/plain"},
+                     ("/events", "200"): {"text/event-stream"}}.get((path, code),
+                                                                   {"application/json"})
+            assert set(response["content"]) == media, (method, path, code)
             if not code.startswith("2"):
                 assert response["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"}, (method, path, code)
@@ -283,6 +284,9 @@ ERROR_CASES = [
     ErrorCase("/actions", "get", "/actions", 403, headers={"Host": "evil.example"}),
     ErrorCase("/tasks/{task_id}/log", "get", f"/tasks/{uuid.uuid4()}/log", 404),
     ErrorCase("/tasks/{task_id}/log", "get", "/tasks/{id}/log?offset=-1", 400),
+    ErrorCase("/events", "get", "/events?status=bogus", 400),
+    ErrorCase("/events", "get", "/events", 400, headers={"Last-Event-ID": "x"}),
+    ErrorCase("/events", "get", "/events", 403, headers={"Host": "evil.example"}),
 ]
 
 
@@ -334,4 +338,4 @@ def test_401_responses_match_their_schemas(
         assert resp.status == 401, (method, path)
         check(document, path, method, resp)
         checked += 1
-    assert checked == 10
+    assert checked == 11

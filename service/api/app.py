@@ -17,8 +17,10 @@ from typing import Any
 
 import bottle
 
-from service.api import action_routes, queue_routes, task_routes
+from service.api import action_routes, event_routes, queue_routes, task_routes
+from service.api.event_routes import HEARTBEAT_SECONDS, MAX_STREAMS
 from service.api.http_io import host_name, json_error
+from service.event_log import EventLog
 from service.task_service import TaskService, dumps
 from storage import DatabaseDamagedError, StorageUnavailableError
 
@@ -38,6 +40,12 @@ class ApiConfig:
     # What is wrong right now (a crashed worker, an unwritable database); empty when all is well.
     problems: Callable[[], list[str]] = field(default=list)
     version: str = "0"
+    # GET /events (event_routes.py): the log streams read (None: one fed by the service from
+    # the app's creation), how many streams may be open at once (each holds a server thread:
+    # keep it well below the server's 16) and the seconds of silence before a keep-alive.
+    events: EventLog | None = None
+    max_event_streams: int = MAX_STREAMS
+    event_heartbeat_seconds: float = HEARTBEAT_SECONDS
 
 
 def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.Bottle:
@@ -115,6 +123,6 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
                 json_error(415, "Content-Type must be application/json")
 
     # Each module adds its routes; they share the checks and the error handling above.
-    for module in (task_routes, queue_routes, action_routes):
+    for module in (task_routes, queue_routes, action_routes, event_routes):
         module.add_routes(app, service, cfg)
     return app
