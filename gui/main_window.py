@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -76,6 +76,9 @@ class AppInfo:
     api_url: str | None
     api_error: str | None
     token: str | None
+    # Plugins that could not be loaded, one line each ("plugin /path/x.py: SyntaxError …");
+    # Taskdesk runs without them, and the status bar says so.
+    load_problems: list[str] = field(default_factory=list)
 
 
 def _group(title: str, content: QWidget, parent: QWidget) -> QGroupBox:
@@ -224,12 +227,7 @@ class MainWindow(QMainWindow):
             *self.filter_bar.buttons(),
             self.filter_bar.search_edit,
             self.table,
-            self.compose.action_combo,
-            self.compose.text_edit,
-            self.compose.numbers_edit,
-            self.compose.json_edit,
-            self.compose.copies_spin,
-            self.compose.submit_button,
+            *self.compose.focus_chain(),
             *self.details.buttons,
             self.details.view,
         ]
