@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
         self.filter_bar = FilterBar(self)
         self.compose = ComposePanel(service, self.database, self)
         self.task_actions = TaskActions(service, self.database, info.api_url, info.token, self)
-        self.details = DetailsPanel(self.task_actions.actions(), self)
+        self.details = DetailsPanel(self.task_actions.actions(), service, self.database, self)
         self.chart = ThroughputChart(self)
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
                                      str(info.db_path))
@@ -230,6 +230,7 @@ class MainWindow(QMainWindow):
             *self.compose.focus_chain(),
             *self.details.buttons,
             self.details.view,
+            self.details.log_view,
         ]
         for before, after in pairwise(chain):
             QWidget.setTabOrder(before, after)
@@ -385,5 +386,6 @@ class MainWindow(QMainWindow):
         self._closed_down = True
         self.feed.stop()
         self.stats_timer.stop()
+        self.details.stop()
         self.save_settings()
 

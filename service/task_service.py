@@ -36,6 +36,7 @@ from storage import (
     Added,
     Finish,
     IdempotencyConflictError,
+    LogSlice,
     NewTask,
     Progress,
     Settled,
@@ -243,6 +244,9 @@ class TaskService:
             raise ValidationError(str(exc)) from None
         texts, count = self.store.list_json(query, limit, offset)
         return texts, count, self.store.count(query)
+
+    def read_log(self, task_id: str, offset: int, limit: int) -> LogSlice:
+        return self.store.read_log(task_id, offset, limit)
 
     def count_by_status(self, search: str | None = None) -> dict[TaskStatus, int]:
         return self.store.count_by_status(search)
