@@ -120,7 +120,7 @@ class MainWindow(QMainWindow):
         self.details = DetailsPanel(self.task_actions.actions(), service, self.database, self)
         self.chart = ThroughputChart(self)
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
-                                     str(info.db_path))
+                                     str(info.db_path), info.load_problems)
         self.feed = ChangeFeed(service, self)
         self.stats_timer = QTimer(self)
         self.stats_timer.setInterval(STATS_INTERVAL_MS)
@@ -326,12 +326,18 @@ class MainWindow(QMainWindow):
             api = html.escape(info.api_url)
         else:
             api = "not available" + (f": {html.escape(info.api_error)}" if info.api_error else "")
+        problems = ""
+        if info.load_problems:
+            listed = "".join(f"<li>{html.escape(p)}</li>" for p in info.load_problems)
+            problems = (f"<p><b>Plugins that failed to load</b> (their actions are not "
+                        f"available):</p><ul>{listed}</ul>")
         return (
             f"<h3>Taskdesk {html.escape(info.version)}</h3>"
             "<p>A desktop task queue: this window, an HTTP API and workers sharing one "
             "SQLite database.</p>"
             f"<p><b>Database:</b> {html.escape(str(info.db_path))}<br>"
             f"<b>API:</b> {api}</p>"
+            f"{problems}"
         )
 
     def show_about(self) -> None:
