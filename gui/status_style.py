@@ -106,9 +106,9 @@ def progress_fill(status: str, palette: QPalette, selected: bool = False) -> QCo
     the badge's text stays readable."""
     hue = status_color(status)
     if selected:
-        return mix(hue, palette.color(QPalette.ColorRole.HighlightedText), 0.32)
+        return mix(hue, palette.color(QPalette.ColorRole.HighlightedText), 0.42)
     base = palette.color(QPalette.ColorRole.Base)
-    return mix(hue, base, 0.62 if is_dark(palette) else 0.32)
+    return mix(hue, base, 0.62 if is_dark(palette) else 0.42)
 
 
 def status_dot_icon(status: str, size: int = 10) -> QIcon:
