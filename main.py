@@ -281,6 +281,7 @@ def run_window(settings: Settings) -> int:
             api_url=engine.api.url if engine.api else None,
             api_error=engine.api_error,
             token=engine.token,
+            load_problems=[str(p) for p in engine.actions.problems],
         )
         window = MainWindow(engine.service, engine.pool, info)
         try:

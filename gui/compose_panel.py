@@ -1,10 +1,25 @@
 """ComposePanel: pick an action, fill its form or its JSON data, submit one or many copies.
 
-The JSON editor is the source of truth for ``data``; the form of a known action (a text field
-for ``uppercase``, a number list for ``sum``) writes its field into that JSON, and editing the
-JSON updates the form. Every change re-validates with ``service.validate``, the same check the
-API applies, so Submit is enabled exactly when the service would accept the task, and the
-reason it would not is shown next to the button.
+The picker lists every registered action, its description as tooltip. When the registry
+accepts names no action has (they run the default action) the picker is editable, so any
+other name can be typed; when it refuses them it is a plain pick-list.
+
+Form and JSON are two tabs over the same data. The form is generated from the action's JSON
+Schema (gui/schema_form.py); the JSON editor holds what will be submitted. Every edit of the
+form writes its value into the JSON; every edit of the JSON is shown in the form. A form
+field whose text cannot be converted (letters in a number) leaves the JSON as it was and
+names the field instead. Every change re-validates with ``service.validate``, the same check
+the API applies, so Submit is enabled exactly when the service would accept the task: the
+reason it would not is shown next to the button, and each field's own problem beside it.
+
+Switching actions loses nothing: the data of a registered action is kept as its draft while
+another one is picked, and comes back with it; an action picked for the first time starts
+from its schema's defaults. Data typed while the picker holds a name no action has is the
+user's own, and the next action picked takes it over instead of replacing it (typing a name
+passes through every prefix of it, so "su" must not throw away what was typed for "sum").
+
+Layout: a QVBoxLayout of sections (the picker, the tabs, then the Submit row); ``add_section``
+puts another group above the Submit row. Every submission reaches the service in ``_store``.
 
 Threads: GUI thread only. ``service.submit`` (or ``submit_many`` for × N, one commit for all
 copies) returns once the task is committed and durable, so the GUI thread waits for that group
@@ -18,8 +33,9 @@ and the status bar shows the problem (gui/database_status.py).
 from __future__ import annotations
 
 import json
-import math
-import re
+import logging
+from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -29,62 +45,37 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
     QSpinBox,
-    QStackedWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import pretty_json, short_id
+from gui.schema_form import FormError, SchemaForm
 from gui.status_style import STATUS_COLORS
+from service.actions import Action
 from service.errors import ValidationError
 from service.task_service import TaskService
 
+log = logging.getLogger("taskdesk.gui")
+
 MAX_COPIES = 10_000
 HINT = "Ctrl+Enter submits"
-
-# The data each known action starts with; other actions start with an empty object.
-TEMPLATES: dict[str, dict[str, Any]] = {
-    "uppercase": {"text": ""},
-    "sum": {"numbers": []},
-}
-
-_INT = re.compile(r"[+-]?\d+")
+FORM_TAB, JSON_TAB = 0, 1
 
 
-class FormError(ValueError):
-    """What the user typed in a form field is not usable; the message says why."""
-
-
-def parse_numbers(text: str) -> list[int | float]:
-    """Numbers separated by commas and/or spaces, e.g. "1, 2.5 -3"."""
-    numbers: list[int | float] = []
-    for token in re.split(r"[,;\s]+", text.strip()):
-        if not token:
-            continue
-        if _INT.fullmatch(token):
-            numbers.append(int(token))
-            continue
-        try:
-            value = float(token)
-        except ValueError:
-            raise FormError(f"sum: “{token}” is not a number") from None
-        if not math.isfinite(value):
-            raise FormError(f"sum: “{token}” is not a finite number")
-        numbers.append(value)
-    return numbers
-
-
-def format_numbers(numbers: list[Any]) -> str | None:
-    """The form text for a list of numbers; None when the list holds something else."""
-    if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
-        return None
-    return ", ".join(json.dumps(n) for n in numbers)
+def schema_defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The data a new task of this schema starts with: each property's ``default``."""
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    return {name: sub["default"] for name, sub in properties.items()
+            if isinstance(sub, Mapping) and "default" in sub}
 
 
 class ComposePanel(QWidget):
@@ -96,47 +87,45 @@ class ComposePanel(QWidget):
         super().__init__(parent)
         self._service = service
         self._database = database
-        self._syncing = False  # set while one editor writes into the other
-        self._form_error: str | None = None
-        self._last_action = ""
+        self._syncing = False  # set while the panel writes into the JSON editor
+        self._form_error: FormError | None = None
+        # The registered action whose data the editors hold; None when the data is the
+        # user's own, typed while the picker held a name no action has.
+        self._owner: str | None = None
+        self._drafts: dict[str, str] = {}  # action name → its JSON text while not picked
+        self._form_action: Action | None = None  # whose schema the form shows
+        self._reported_bug: str | None = None
 
+        registry = service.registry
+        self.accepts_any_name = registry.unknown == "accept"
         self.action_combo = QComboBox(self)
-        self.action_combo.setEditable(True)
-        self.action_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.action_combo.addItems(sorted(TEMPLATES, key=lambda n: n != "uppercase"))
-        self.action_combo.setToolTip(
-            "uppercase and sum have a form; any other name runs the default action"
-        )
+        self.action_combo.setEditable(self.accepts_any_name)
+        for action in registry.actions():
+            self.action_combo.addItem(action.name)
+            self.action_combo.setItemData(self.action_combo.count() - 1, action.description,
+                                          Qt.ItemDataRole.ToolTipRole)
         self.action_combo.setSizePolicy(
             QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed
         )
-        action_edit = self.action_combo.lineEdit()
-        if action_edit is not None:
-            action_edit.setPlaceholderText("action name")
+        if self.accepts_any_name:
+            self.action_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            action_edit = self.action_combo.lineEdit()
+            if action_edit is not None:
+                action_edit.setPlaceholderText("action name")
 
-        self.text_edit = QLineEdit(self)
-        self.text_edit.setPlaceholderText("text to upper-case")
-        self.numbers_edit = QLineEdit(self)
-        self.numbers_edit.setPlaceholderText("numbers, e.g. 1, 2, 3.5")
-        no_form = QLabel("No form for this action: edit its data as JSON below.", self)
-        no_form.setEnabled(False)
-        self._form_rows = QStackedWidget(self)
-        self._form_labels: dict[str, str] = {"uppercase": "Text", "sum": "Numbers", "": ""}
-        self._pages: dict[str, QWidget] = {
-            "uppercase": self.text_edit,
-            "sum": self.numbers_edit,
-            "": no_form,
-        }
-        for page in self._pages.values():
-            self._form_rows.addWidget(page)
-        self._form_rows.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-
+        self.form = SchemaForm(self)
         self.json_edit = QPlainTextEdit(self)
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.json_edit.setFont(mono)
         self.json_edit.setTabChangesFocus(True)  # keyboard users can tab out of the editor
         self.json_edit.setPlaceholderText("{}")
-        self.json_edit.setMinimumHeight(70)
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.form, "Form")
+        self.tabs.addTab(self.json_edit, "JSON")
+        self.tabs.setTabToolTip(FORM_TAB, "A form made from the action's schema")
+        self.tabs.setTabToolTip(JSON_TAB, "The task's data as JSON: what will be submitted")
+        self.tabs.setMinimumHeight(120)
 
         self.copies_spin = QSpinBox(self)
         self.copies_spin.setRange(1, MAX_COPIES)
@@ -155,32 +144,43 @@ class ComposePanel(QWidget):
             QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred
         )
 
-        self._form_label = QLabel(self)
-        form = QFormLayout()
-        form.setContentsMargins(0, 0, 0, 0)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("&Action", self.action_combo)
-        form.addRow(self._form_label, self._form_rows)
-        data_label = QLabel("&Data", self)
-        data_label.setBuddy(self.json_edit)
-        form.addRow(data_label, self.json_edit)
-        self._form_label.setBuddy(self._form_rows)
+        picker = QFormLayout()
+        picker.setContentsMargins(0, 0, 0, 0)
+        picker.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        picker.addRow("&Action", self.action_combo)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.message_label, 1)
         buttons.addWidget(self.copies_spin)
         buttons.addWidget(self.submit_button)
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(form, 1)
-        layout.addLayout(buttons)
+        self.sections = QVBoxLayout(self)
+        self.sections.setContentsMargins(0, 0, 0, 0)
+        self.sections.addLayout(picker)
+        self.sections.addWidget(self.tabs, 1)
+        self.sections.addLayout(buttons)
 
         self.action_combo.currentTextChanged.connect(self._on_action_changed)
-        self.text_edit.textEdited.connect(self._on_form_edited)
-        self.numbers_edit.textEdited.connect(self._on_form_edited)
+        self.form.changed.connect(self._on_form_edited)
         self.json_edit.textChanged.connect(self._on_json_edited)
 
         self._on_action_changed(self.action_combo.currentText())
+
+    def add_section(self, widget: QWidget) -> None:
+        """Show *widget* below the data, above the Submit row."""
+        self.sections.insertWidget(self.sections.count() - 1, widget)
+
+    def focus_chain(self) -> list[QWidget]:
+        """The panel's inputs in Tab order (the form's change with the action)."""
+        inputs: list[QWidget] = []
+        if self._form_action is not None and self.form.has_fields():
+            properties = self._form_action.schema.get("properties", {})
+            for name in properties:
+                row = self.form.row(name)
+                if row is not None:
+                    inputs += row.inputs()
+        return [self.action_combo, self.tabs.tabBar(), *inputs, self.json_edit,
+                self.copies_spin, self.submit_button]
 
     # -- what would be submitted ---------------------------------------------------------------
 
@@ -205,13 +205,32 @@ class ComposePanel(QWidget):
 
     def problem(self) -> str | None:
         """Why Submit is disabled, or None when the service would accept the task."""
+        return self._check()[0]
+
+    def _check(self) -> tuple[str | None, Mapping[str, str]]:
+        """Why the task cannot be submitted, and the problems of single fields by path."""
         if self._form_error is not None:
-            return self._form_error
+            return str(self._form_error), self._form_error.problems
         try:
-            self._service.validate(self.action, self.parsed_data())
+            data = self.parsed_data()
         except ValidationError as exc:
-            return str(exc)
-        return None
+            return str(exc), {}
+        try:
+            self._service.validate(self.action, data)
+        except ValidationError as exc:
+            return str(exc), exc.fields
+        except Exception as exc:
+            # A plugin's check is foreign code, run on every keystroke: its bug must not
+            # escape into Qt's event loop, nor fill the log at typing speed. Not through
+            # DatabaseStatus: no database is involved, and a success there would clear the
+            # status bar's report of a real fault.
+            text = f"Could not check the data: {type(exc).__name__}: {exc}"
+            if text != self._reported_bug:
+                self._reported_bug = text
+                log.error("checking data for action %r failed: %s", self.action,
+                          type(exc).__name__, exc_info=exc)
+            return text, {}
+        return None, {}
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -221,14 +240,8 @@ class ComposePanel(QWidget):
             return
         copies = self.copies_spin.value()
         action, data = self.action, self.parsed_data()  # problem() is None: it parses
-
-        def store() -> list[str]:
-            if copies == 1:
-                return [self._service.submit(action, data).id]
-            return self._service.submit_many(action, data, copies)
-
         what = "submit the task" if copies == 1 else f"submit {copies:,} tasks"
-        ids = self._database.call(what, store)
+        ids = self._database.call(what, lambda: self._store(action, data, copies))
         if isinstance(ids, Failed):
             # Beside the button rather than in a dialog: the form keeps what was typed, so
             # submitting again once the database is back is one more click.
@@ -240,90 +253,87 @@ class ComposePanel(QWidget):
             self._show_message(f"Submitted {len(ids):,} tasks")
         self.submitted.emit(ids)
 
-    # -- keeping form and JSON in sync ----------------------------------------------------------
+    def _store(self, action: str, data: dict[str, Any], copies: int) -> list[str]:
+        """Store the task(s); the one place a submission reaches the service."""
+        if copies == 1:
+            return [self._service.submit(action, data).id]
+        return self._service.submit_many(action, data, copies)
+
+    # -- actions, drafts, and keeping form and JSON in step -------------------------------------
 
     def _on_action_changed(self, text: str) -> None:
-        action = text.strip()
-        page = action if action in TEMPLATES else ""
-        self._form_rows.setCurrentWidget(self._pages[page])
-        self._form_label.setText(self._form_labels[page])
-        self._form_rows.setVisible(bool(page) or bool(action))
-        previous = self._last_action
-        self._last_action = action
-        # Switching actions replaces the data only when the user has not made it their own.
-        try:
-            data = self.parsed_data()
-        except ValidationError:
-            data = None
-        untouched = data is not None and (not data or data == TEMPLATES.get(previous))
-        if untouched and (action in TEMPLATES or previous in TEMPLATES):
-            self._write_json(dict(TEMPLATES.get(action, {})))
-        self._form_error = None
-        self._load_form()
+        name = text.strip()
+        action = self._service.registry.get(name)
+        tip = action.description if action is not None else (
+            "Any other name runs the default action" if name else "")
+        self.action_combo.setToolTip(tip)
+        if action is not None and self._owner != name:
+            if self._owner is not None:
+                self._drafts[self._owner] = self.json_edit.toPlainText()
+                fresh = True
+            else:  # the user's own data: kept, unless there is none to keep
+                fresh = self._holds_no_data()
+            if fresh:
+                draft = self._drafts.pop(name, None)
+                self._write_json_text(draft if draft is not None
+                                      else pretty_json(schema_defaults(action.schema)))
+            self._owner = name
+        if action is not self._form_action:
+            self._form_action = action
+            self.form.set_schema(action.schema if action is not None else None)
+            for before, after in pairwise(self.focus_chain()):
+                QWidget.setTabOrder(before, after)
+            self._form_error = None
+            self._load_form()
         self._revalidate()
 
-    def _on_form_edited(self) -> None:
-        if self._syncing:
-            return
-        action = self.action
+    def _holds_no_data(self) -> bool:
         try:
-            data = self.parsed_data()
+            return not self.parsed_data()
         except ValidationError:
-            data = {}  # the form wins over JSON the user left broken
+            return False
+
+    def _on_form_edited(self) -> None:
         try:
-            if action == "uppercase":
-                data["text"] = self.text_edit.text()
-            elif action == "sum":
-                data["numbers"] = parse_numbers(self.numbers_edit.text())
-            self._form_error = None
+            data = self.form.value()
         except FormError as exc:
-            self._form_error = str(exc)
-            self._revalidate()
-            return
-        self._write_json(data)
+            self._form_error = exc  # the JSON keeps the last data the form could give
+        else:
+            self._form_error = None
+            self._write_json_text(pretty_json(data))
+        self._took_ownership()
         self._revalidate()
 
     def _on_json_edited(self) -> None:
         if self._syncing:
             return
         self._form_error = None  # the JSON is now what will be sent
+        self._took_ownership()
         self._load_form()
         self._revalidate()
 
-    def _write_json(self, data: dict[str, Any]) -> None:
+    def _took_ownership(self) -> None:
+        """The user edited the data: it belongs to the action picked, if it is one."""
+        self._owner = self.action if self._service.registry.get(self.action) else None
+
+    def _write_json_text(self, text: str) -> None:
         self._syncing = True
         try:
-            self.json_edit.setPlainText(pretty_json(data))
+            self.json_edit.setPlainText(text)
         finally:
             self._syncing = False
 
     def _load_form(self) -> None:
-        """Show the JSON's field in the form, when the JSON holds a usable one."""
+        """Show the JSON's data in the form, when the JSON holds an object."""
         try:
             data = self.parsed_data()
         except ValidationError:
-            return
-        self._syncing = True
-        try:
-            if self.action == "uppercase":
-                text = data.get("text", "")
-                if isinstance(text, str) and text != self.text_edit.text():
-                    self.text_edit.setText(text)
-            elif self.action == "sum":
-                numbers = data.get("numbers", [])
-                shown = format_numbers(numbers) if isinstance(numbers, list) else None
-                if shown is not None:
-                    try:
-                        same = parse_numbers(self.numbers_edit.text()) == numbers
-                    except FormError:
-                        same = False
-                    if not same:  # keep the user's own spacing when the values agree
-                        self.numbers_edit.setText(shown)
-        finally:
-            self._syncing = False
+            return  # the form keeps what it showed; the message says what is wrong
+        self.form.set_value(data)
 
     def _revalidate(self) -> None:
-        problem = self.problem()
+        problem, fields = self._check()
+        self.form.show_errors(fields)
         self.submit_button.setEnabled(problem is None)
         if problem is not None:
             self._show_message(problem, kind="error")

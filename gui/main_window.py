@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -85,6 +85,9 @@ class AppInfo:
     api_url: str | None
     api_error: str | None
     token: str | None
+    # Plugins that could not be loaded, one line each ("plugin /path/x.py: SyntaxError …");
+    # Taskdesk runs without them, and the status bar says so.
+    load_problems: list[str] = field(default_factory=list)
 
 
 def _group(title: str, content: QWidget, parent: QWidget) -> QGroupBox:
@@ -124,10 +127,10 @@ class MainWindow(QMainWindow):
         self.filter_bar = FilterBar(self)
         self.compose = ComposePanel(service, self.database, self)
         self.task_actions = TaskActions(service, self.database, info.api_url, info.token, self)
-        self.details = DetailsPanel(self.task_actions.actions(), self)
+        self.details = DetailsPanel(self.task_actions.actions(), service, self.database, self)
         self.chart = ThroughputChart(self)
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
-                                     str(info.db_path))
+                                     str(info.db_path), info.load_problems)
         self.feed = ChangeFeed(service, self)
         self._build_desktop_parts(tray_icon)
         self.stats_timer = QTimer(self)
@@ -252,14 +255,10 @@ class MainWindow(QMainWindow):
             *self.filter_bar.buttons(),
             self.filter_bar.search_edit,
             self.table,
-            self.compose.action_combo,
-            self.compose.text_edit,
-            self.compose.numbers_edit,
-            self.compose.json_edit,
-            self.compose.copies_spin,
-            self.compose.submit_button,
+            *self.compose.focus_chain(),
             *self.details.buttons,
             self.details.view,
+            self.details.log_view,
         ]
         for before, after in pairwise(chain):
             QWidget.setTabOrder(before, after)
@@ -355,12 +354,18 @@ class MainWindow(QMainWindow):
             api = html.escape(info.api_url)
         else:
             api = "not available" + (f": {html.escape(info.api_error)}" if info.api_error else "")
+        problems = ""
+        if info.load_problems:
+            listed = "".join(f"<li>{html.escape(p)}</li>" for p in info.load_problems)
+            problems = (f"<p><b>Plugins that failed to load</b> (their actions are not "
+                        f"available):</p><ul>{listed}</ul>")
         return (
             f"<h3>Taskdesk {html.escape(info.version)}</h3>"
             "<p>A desktop task queue: this window, an HTTP API and workers sharing one "
             "SQLite database.</p>"
             f"<p><b>Database:</b> {html.escape(str(info.db_path))}<br>"
             f"<b>API:</b> {api}</p>"
+            f"{problems}"
         )
 
     def show_about(self) -> None:
@@ -443,5 +448,6 @@ class MainWindow(QMainWindow):
         self.notifier.stop()
         self.tray.shutdown()
         self.stats_timer.stop()
+        self.details.stop()
         self.save_settings()
 

@@ -1,7 +1,8 @@
 """StatusBarPanel: what is wrong with the database, if anything (a red "⚠ Database
-unavailable: …" shown while the problem lasts), the API address (click to copy) or why the API
-is not running, workers busy out of total, queue depth and throughput, as permanent widgets of
-the window's QStatusBar. The bar's left part stays free for short reports ("Copied 1 id").
+unavailable: …" shown while the problem lasts), plugins that failed to load ("⚠ 1 plugin failed
+to load", the errors as tooltip), the API address (click to copy) or why the API is not
+running, workers busy out of total, queue depth and throughput, as permanent widgets of the
+window's QStatusBar. The bar's left part stays free for short reports ("Copied 1 id").
 
 Threads: GUI thread only; the window calls ``update_stats`` from its timers and
 ``show_problem`` when gui/database_status.py reports a change.
@@ -9,7 +10,7 @@ Threads: GUI thread only; the window calls ``update_stats`` from its timers and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QPalette
@@ -39,7 +40,12 @@ def _separator(parent: QWidget) -> QFrame:
 
 class StatusBarPanel:
     def __init__(
-        self, bar: QStatusBar, api_url: str | None, api_error: str | None, db_path: str = ""
+        self,
+        bar: QStatusBar,
+        api_url: str | None,
+        api_error: str | None,
+        db_path: str = "",
+        load_problems: Sequence[str] = (),
     ) -> None:
         self._bar = bar
         self.api_url = api_url
@@ -72,6 +78,17 @@ class StatusBarPanel:
         self.problem_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problem_label.hide()
         bar.addPermanentWidget(self.problem_label)
+        # Known at start-up and for the whole run: Taskdesk runs without those plugins.
+        self.plugins_label: QLabel | None = None
+        if load_problems:
+            n = len(load_problems)
+            self.plugins_label = QLabel(
+                f"⚠ {n} plugin{'' if n == 1 else 's'} failed to load", bar)
+            self.plugins_label.setToolTip(
+                "Taskdesk runs without their actions:\n" + "\n".join(load_problems))
+            self.plugins_label.setStyleSheet(f"color: {STATUS_COLORS['cancelled'].name()};")
+            bar.addPermanentWidget(self.plugins_label)
+            bar.addPermanentWidget(_separator(bar))
         self.workers_label = QLabel(bar)
         self.queue_label = QLabel(bar)
         self.throughput_label = QLabel(bar)

@@ -2,7 +2,9 @@
 
 Each status has one hue used everywhere (table badge, filter buttons, details, chart), picked
 to stay readable on light and dark palettes: the badge fills a pale tint of the hue and writes
-the label in a strong shade of it.
+the label in a strong shade of it. A running task that reports how far it is gets a badge
+that fills up like a progress bar ("Running 45 %"); one asked to stop shows "Cancelling…" in
+the hue of cancelled tasks, which is how it will end.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from storage import STATUSES
+from storage import STATUSES, Task, TaskStatus
 
 STATUS_LABELS: dict[str, str] = {s: s.capitalize() for s in STATUSES}
+# A running task asked to stop: a badge of its own, though not a status of its own.
+CANCELLING = "cancelling"
+CANCELLING_LABEL = "Cancelling…"
 
-# The item data role holding a status cell's raw status ("queued"), which the badge paints.
+# Item data roles of a status cell: the badge it paints (a status, or CANCELLING), and for a
+# running task that reports its progress, the fraction done (0–1; unset otherwise).
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 3
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 4
 
 STATUS_COLORS: dict[str, QColor] = {
     "queued": QColor("#6b7280"),  # slate: waiting, nothing wrong
@@ -31,10 +38,42 @@ FAILED_COLOR = STATUS_COLORS["failed"]
 
 
 _UNKNOWN_COLOR = QColor("#6b7280")
+_BADGE_COLORS = {**STATUS_COLORS, CANCELLING: STATUS_COLORS["cancelled"]}
 
 
 def status_color(status: str) -> QColor:
-    return STATUS_COLORS.get(status, _UNKNOWN_COLOR)
+    """The hue of a status, or of a badge (CANCELLING)."""
+    return _BADGE_COLORS.get(status, _UNKNOWN_COLOR)
+
+
+def badge_of(task: Task) -> str:
+    """Which badge shows *task*: its status, or CANCELLING."""
+    if task.status == TaskStatus.RUNNING and task.cancel_requested:
+        return CANCELLING
+    return task.status
+
+
+def shown_progress(task: Task) -> float | None:
+    """The fraction done a running task reported, clamped to 0–1; None when it reported none
+    (or is not running: what an earlier attempt reported means nothing now)."""
+    if task.status != TaskStatus.RUNNING or task.progress is None:
+        return None
+    return min(1.0, max(0.0, float(task.progress)))
+
+
+def format_progress(fraction: float) -> str:
+    # Floor, so that a task at 99.6 % does not read as done.
+    return f"{int(fraction * 100)} %"
+
+
+def status_label(task: Task) -> str:
+    """The words on a task's badge: "Queued", "Running 45 %", "Cancelling…"."""
+    badge = badge_of(task)
+    if badge == CANCELLING:
+        return CANCELLING_LABEL
+    fraction = shown_progress(task)
+    label = STATUS_LABELS.get(badge, badge)
+    return label if fraction is None else f"{label} {format_progress(fraction)}"
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -100,6 +139,16 @@ def badge_colors(status: str, palette: QPalette, selected: bool = False) -> tupl
     return mix(hue, base, 0.14), hue.darker(130)
 
 
+def progress_fill(status: str, palette: QPalette, selected: bool = False) -> QColor:
+    """The done part of a badge that fills up: a stronger tint than its fill, under which
+    the badge's text stays readable."""
+    hue = status_color(status)
+    if selected:
+        return mix(hue, palette.color(QPalette.ColorRole.HighlightedText), 0.42)
+    base = palette.color(QPalette.ColorRole.Base)
+    return mix(hue, base, 0.62 if is_dark(palette) else 0.42)
+
+
 def status_dot_icon(status: str, size: int = 10) -> QIcon:
     """A filled circle in the status colour, for buttons and menus."""
     pixmap = QPixmap(size * 2, size * 2)  # drawn at 2x so it stays crisp on HiDPI screens
@@ -115,7 +164,13 @@ def status_dot_icon(status: str, size: int = 10) -> QIcon:
 
 
 class StatusBadgeDelegate(QStyledItemDelegate):
-    """Paints the status cell as a rounded, tinted badge instead of plain text."""
+    """Paints the status cell as a rounded, tinted badge instead of plain text; for a running
+    task that reports progress, a badge as wide as the cell, filled up to the fraction done.
+
+    Painting is Python, so it stays lean: the label is the cell's text and the badge and the
+    fraction are stored roles (gui/task_table_model.py writes them when a task changes); only
+    running rows look up the fraction.
+    """
 
     def paint(
         self,
@@ -129,17 +184,21 @@ class StatusBadgeDelegate(QStyledItemDelegate):
             return
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
+        label = opt.text or STATUS_LABELS.get(status, status)
         opt.text = ""  # the frame and selection come from the style; the label is ours
         widget = opt.widget
         style = widget.style() if isinstance(widget, QWidget) else None
         if style is not None:
             style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)
 
-        label = STATUS_LABELS.get(status, status)
+        fraction = index.data(PROGRESS_ROLE) if status == TaskStatus.RUNNING else None
         metrics = QFontMetrics(opt.font)
         rect = opt.rect
         pad_x, height = 8, min(rect.height() - 6, metrics.height() + 4)
-        width = min(metrics.horizontalAdvance(label) + 2 * pad_x, rect.width() - 8)
+        if isinstance(fraction, float):  # as wide as the cell, so that bars compare
+            width = rect.width() - 12
+        else:
+            width = min(metrics.horizontalAdvance(label) + 2 * pad_x, rect.width() - 8)
         badge = QRectF(rect.left() + 6, rect.center().y() - height / 2 + 1, width, height)
         selected = bool(opt.state & QStyle.StateFlag.State_Selected)
         fill, text = badge_colors(status, opt.palette, selected)
@@ -149,6 +208,14 @@ class StatusBadgeDelegate(QStyledItemDelegate):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(fill)
         painter.drawRoundedRect(badge, height / 2, height / 2)
+        if isinstance(fraction, float) and fraction > 0:
+            painter.save()
+            done = QRectF(badge)
+            done.setWidth(badge.width() * fraction)
+            painter.setClipRect(done)
+            painter.setBrush(progress_fill(status, opt.palette, selected))
+            painter.drawRoundedRect(badge, height / 2, height / 2)
+            painter.restore()
         painter.setPen(text)
         painter.setFont(opt.font)
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)

@@ -2,7 +2,10 @@
 
 One QAction each, shared by the Task menu, the table's context menu and the details panel's
 buttons, so shortcuts, labels and enabled states agree everywhere. An action is enabled only
-when it applies to at least one selected task (Retry: failed or cancelled; Cancel: queued).
+when it applies to at least one selected task (Retry: failed or cancelled; Cancel: queued, or
+running and not yet asked to stop). Cancel reads "Stop" when it would only stop running tasks.
+Neither asks for confirmation: a cancelled task can be retried, and a running one asked to
+stop ends cancelled, so nothing is lost that Retry cannot bring back.
 
 Threads: GUI thread only. Retry and Cancel are one conditional UPDATE for the whole selection
 (``service.retry_many``/``cancel_many``), and the GUI thread waits for the commit that makes it
@@ -26,7 +29,10 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import short_id
 from service.task_service import TaskService
-from storage import Task
+from storage import CANCELLABLE, RETRYABLE, Task, TaskStatus, describe_statuses
+
+CANCEL_TEXT, STOP_TEXT = "&Cancel", "S&top"
+CANCEL_TIP = "Cancel the selected queued tasks, stop the running ones (Delete or Ctrl+.)"
 
 
 def curl_command(api_url: str, token: str | None, action: str, data: Any) -> str:
@@ -42,6 +48,38 @@ def curl_command(api_url: str, token: str | None, action: str, data: Any) -> str
 
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _what(tasks: Sequence[Task]) -> str:
+    return f"task {short_id(tasks[0].id)}" if len(tasks) == 1 else _plural(len(tasks), "task")
+
+
+def _cancellable(tasks: Sequence[Task]) -> list[Task]:
+    """Those of *tasks* Cancel would change: a running task already asked to stop is not."""
+    return [t for t in tasks if t.status.can_cancel and not t.cancel_requested]
+
+
+def _stops_only(tasks: Sequence[Task]) -> bool:
+    return bool(tasks) and all(t.status == TaskStatus.RUNNING for t in tasks)
+
+
+def _mine(asked: Sequence[Task], applied: Sequence[Task]) -> list[Task]:
+    """The tasks of *applied* that were *asked* for (a cancel takes dependents along)."""
+    ids = {t.id for t in asked}
+    return [t for t in applied if t.id in ids]
+
+
+def _done(verb: str, done: Sequence[Task], asked: Sequence[Task]) -> str:
+    """"Cancelled task 1a2b3c4d" when the one task asked for was, else "Cancelled 3 tasks"."""
+    if len(done) == 1 and len(asked) == 1:
+        return f"{verb} {_what(done)}"
+    return f"{verb} {_plural(len(done), 'task')}"
+
+
+def _asked_to_stop(stopping: Sequence[Task], asked: Sequence[Task]) -> str:
+    if len(stopping) == 1 and len(asked) == 1:
+        return f"Asked {_what(stopping)} to stop"
+    return f"Asked {_plural(len(stopping), 'task')} to stop"
 
 
 class TaskActions(QObject):
@@ -69,8 +107,8 @@ class TaskActions(QObject):
             "Queue the selected failed or cancelled tasks again (Ctrl+R)",
         )
         self.cancel_action = self._make(
-            "&Cancel", [QKeySequence(Qt.Key.Key_Delete), QKeySequence("Ctrl+.")], self.cancel,
-            "Cancel the selected queued tasks (Delete or Ctrl+.)",
+            CANCEL_TEXT, [QKeySequence(Qt.Key.Key_Delete), QKeySequence("Ctrl+.")], self.cancel,
+            CANCEL_TIP,
         )
         self.copy_id_action = self._make(
             "Copy &ID", [QKeySequence(QKeySequence.StandardKey.Copy)], self.copy_ids,
@@ -104,44 +142,59 @@ class TaskActions(QObject):
     def set_selection(self, tasks: Sequence[Task]) -> None:
         self._tasks = list(tasks)
         self.retry_action.setEnabled(any(t.status.can_retry for t in tasks))
-        self.cancel_action.setEnabled(any(t.status.can_cancel for t in tasks))
+        cancellable = _cancellable(tasks)
+        self.cancel_action.setEnabled(bool(cancellable))
+        self.cancel_action.setText(STOP_TEXT if _stops_only(cancellable) else CANCEL_TEXT)
         self.copy_id_action.setEnabled(bool(tasks))
         self.copy_curl_action.setEnabled(bool(tasks) and self._api_url is not None)
 
     # -- commands -------------------------------------------------------------------------------
 
     def retry(self) -> None:
-        self._change([t for t in self._tasks if t.status.can_retry],
-                     self._service.retry_many, "Retry", "Retried",
-                     "no longer failed or cancelled")
+        tasks = [t for t in self._tasks if t.status.can_retry]
+        applied = self._apply(tasks, self._service.retry_many, "Retry")
+        if applied is None:
+            return
+        done = _mine(tasks, applied)
+        self._report([_done("Retried", done, tasks)],
+                     len(tasks) - len(done), f"no longer {describe_statuses(RETRYABLE)}")
 
     def cancel(self) -> None:
-        self._change([t for t in self._tasks if t.status.can_cancel],
-                     self._service.cancel_many, "Cancel", "Cancelled", "no longer queued")
-
-    def _change(
-        self,
-        tasks: list[Task],
-        apply: Callable[[Sequence[str]], list[Task]],
-        verb: str,
-        done_verb: str,
-        why_skipped: str,
-    ) -> None:
-        if not tasks:
+        """Cancel the selected queued tasks and ask the running ones to stop (they end
+        cancelled when their attempt ends)."""
+        tasks = _cancellable(self._tasks)
+        verb = "Stop" if _stops_only(tasks) else "Cancel"
+        applied = self._apply(tasks, self._service.cancel_many, verb)
+        if applied is None:
             return
-        what = (f"task {short_id(tasks[0].id)}" if len(tasks) == 1
-                else _plural(len(tasks), "task"))
+        mine = _mine(tasks, applied)
+        cancelled = [t for t in mine if t.status == TaskStatus.CANCELLED]
+        stopping = [t for t in mine if t.status == TaskStatus.RUNNING]
+        parts = [_done("Cancelled", cancelled, tasks) if cancelled or not stopping else "",
+                 _asked_to_stop(stopping, tasks) if stopping else ""]
+        waiting = len(applied) - len(mine)  # tasks waiting for a cancelled one go with it
+        if waiting:
+            parts.append(f"also cancelled {_plural(waiting, 'task')} waiting for "
+                         f"{'it' if len(cancelled) == 1 else 'them'}")
+        self._report([p for p in parts if p], len(tasks) - len(mine),
+                     f"no longer {describe_statuses(CANCELLABLE)}")
+
+    def _apply(
+        self, tasks: list[Task], apply: Callable[[Sequence[str]], list[Task]], verb: str
+    ) -> list[Task] | None:
+        """*apply* to the tasks' ids in one write; None (and the user told) if it failed."""
+        if not tasks:
+            return None
         ids = [t.id for t in tasks]
         # One write for the whole selection: the GUI thread waits for one commit, not N.
-        applied = self._database.call(f"{verb.lower()} {what}", lambda: apply(ids))
+        applied = self._database.call(f"{verb.lower()} {_what(tasks)}", lambda: apply(ids))
         if isinstance(applied, Failed):
             self.failed.emit(f"{verb} failed", applied.explain())
-            return
-        done = len(applied)
-        text = f"{done_verb} {_plural(done, 'task')}"
-        if len(tasks) == 1 and done == 1:
-            text = f"{done_verb} {what}"
-        skipped = len(tasks) - done
+            return None
+        return applied
+
+    def _report(self, parts: list[str], skipped: int, why_skipped: str) -> None:
+        text = "; ".join(parts)
         if skipped:
             # They moved on since they were shown (a worker claimed one, say).
             text += f"; {skipped:,} skipped: {why_skipped}"

@@ -46,7 +46,16 @@ from gui.formatting import (
     preview,
     short_id,
 )
-from gui.status_style import STATUS_LABELS, STATUS_ROLE, readable_color, status_color
+from gui.status_style import (
+    PROGRESS_ROLE,
+    STATUS_ROLE,
+    badge_of,
+    format_progress,
+    readable_color,
+    shown_progress,
+    status_color,
+    status_label,
+)
 from service.task_service import TaskService
 from storage import Task, TaskQuery, TaskStatus
 
@@ -324,8 +333,12 @@ class TaskTableModel(QStandardItemModel):
         first.setData(task, TASK_ROLE)
         first.setData(task.id, ID_ROLE)
         status = items[Column.STATUS]
-        status.setData(task.status, STATUS_ROLE)
-        status.setData(status_color(task.status), Qt.ItemDataRole.ForegroundRole)
+        badge = badge_of(task)
+        status.setData(badge, STATUS_ROLE)
+        status.setData(status_color(badge), Qt.ItemDataRole.ForegroundRole)
+        fraction = shown_progress(task)
+        if fraction is not None:  # left unset otherwise: most rows never have any
+            status.setData(fraction, PROGRESS_ROLE)
         if task.error:
             items[Column.OUTPUT].setData(self._error_color, Qt.ItemDataRole.ForegroundRole)
         return items
@@ -344,9 +357,14 @@ class TaskTableModel(QStandardItemModel):
             if first is not None:
                 first.setData(new, TASK_ROLE)
             status = self.item(row, Column.STATUS)
-            if status is not None and new.status != old.status:
-                status.setData(new.status, STATUS_ROLE)
-                status.setData(status_color(new.status), Qt.ItemDataRole.ForegroundRole)
+            if status is not None:
+                badge = badge_of(new)
+                if badge != badge_of(old):
+                    status.setData(badge, STATUS_ROLE)
+                    status.setData(status_color(badge), Qt.ItemDataRole.ForegroundRole)
+                fraction = shown_progress(new)
+                if fraction != shown_progress(old):
+                    status.setData(fraction, PROGRESS_ROLE)  # None unsets it
             output = self.item(row, Column.OUTPUT)
             if output is not None and bool(new.error) != bool(old.error):
                 output.setData(self._error_color if new.error else None,
@@ -369,7 +387,7 @@ class TaskTableModel(QStandardItemModel):
             case Column.ACTION:
                 return task.action
             case Column.STATUS:
-                return STATUS_LABELS.get(task.status, task.status)
+                return status_label(task)
             case Column.CREATED:
                 return format_time(task.created_at)
             case Column.STARTED:
@@ -388,6 +406,8 @@ class TaskTableModel(QStandardItemModel):
         match column:
             case Column.ID:
                 return task.id
+            case Column.STATUS:
+                return _status_tooltip(task)
             case Column.CREATED:
                 return format_timestamp(task.created_at)
             case Column.STARTED:
@@ -399,3 +419,15 @@ class TaskTableModel(QStandardItemModel):
                 return one_line(text, TOOLTIP_CHARS) if text else None
             case _:
                 return None
+
+
+def _status_tooltip(task: Task) -> str | None:
+    """What a running task last said of its progress, or that it was asked to stop."""
+    if task.status != TaskStatus.RUNNING:
+        return None
+    if task.cancel_requested:
+        return "Asked to stop: it ends cancelled when its attempt ends"
+    fraction = shown_progress(task)
+    parts = [format_progress(fraction) if fraction is not None else "", task.progress_message]
+    text = " — ".join(p for p in parts if p)
+    return f"Running: {text}" if text else None

@@ -12,7 +12,7 @@ from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIn
 from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QToolTip, QWidget
 
-from gui.status_style import StatusBadgeDelegate
+from gui.status_style import CANCELLING_LABEL, StatusBadgeDelegate
 from gui.task_table_model import Column, TaskTableModel
 from storage import Task
 
@@ -54,7 +54,9 @@ class TaskTableView(QTableView):
         widths = {
             Column.ID: metrics.horizontalAdvance("00000000") + pad,
             Column.ACTION: metrics.horizontalAdvance("render-video") + pad,
-            Column.STATUS: metrics.horizontalAdvance("Completed") + 2 * pad + 6,
+            # The widest badge: a running task's progress, or "Cancelling…".
+            Column.STATUS: max(metrics.horizontalAdvance(label) for label in
+                               ("Completed", "Running 100 %", CANCELLING_LABEL)) + 2 * pad + 6,
             Column.CREATED: time_width,
             Column.STARTED: time_width,
             Column.FINISHED: time_width,

@@ -8,10 +8,12 @@ that it is a composition). Everything happens in a temporary folder (database an
 window settings), so neither the user's data nor their window layout is touched. The tasks are
 made through the real service: completed and failed ones by running their actions, cancelled
 ones by cancelling, running ones on a real worker pool whose action waits until the picture is
-taken, and queued ones simply submitted. A simulated clock spreads their times over the last
-twenty minutes, and the chart gets a synthetic three-minute history (waiting three real
-minutes for one picture would make the script useless). The status bar shows the default API
-address; no server is started.
+taken, and queued ones simply submitted. The running tasks' progress and the selected one's log
+are reported through the service and the store, as a worker does for an action that reports
+them (one of them is asked to stop). A simulated clock spreads the times over the last twenty
+minutes, and the chart gets a synthetic three-minute history (waiting three real minutes for
+one picture would make the script useless). The compose panel shows the form generated from
+``render-video``'s schema. The status bar shows the default API address; no server is started.
 """
 
 from __future__ import annotations
@@ -42,12 +44,32 @@ from service.metrics import RateHistory  # noqa: E402
 from service.task_service import TaskService  # noqa: E402
 from service.version import VERSION  # noqa: E402
 from service.workers import WorkerPool  # noqa: E402
-from storage import TaskStatus  # noqa: E402
+from storage import Progress, TaskQuery, TaskStatus  # noqa: E402
 from storage.sqlite import SqliteTaskStore, migrate, open_connection  # noqa: E402
 
 SIZE = (1280, 800)
 WORKERS = 4
 DEADLINE_SECONDS = 20.0
+
+RENDER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "path", "title": "Video file",
+                 "description": "The clip to render"},
+        "preset": {"enum": ["720p", "1080p", "4k"], "default": "1080p", "title": "Preset"},
+        "quality": {"type": "integer", "minimum": 1, "maximum": 10, "default": 8,
+                    "title": "Quality", "description": "1 (smallest) to 10 (best)"},
+        "audio": {"type": "boolean", "default": True, "title": "Keep audio"},
+    },
+}
+# How far each running render is (None: it has not said), and what it says.
+RENDER_PROGRESS: list[tuple[float | None, str | None]] = [
+    (0.72, "Encoding frame 1,728 of 2,400"),
+    (0.38, "Encoding frame 912 of 2,400"),
+    (0.11, "Encoding frame 264 of 2,400"),
+    (None, "Probing the input"),
+]
 
 
 class SimClock:
@@ -76,8 +98,8 @@ def _make_service(store: SqliteTaskStore, clock: SimClock, release: threading.Ev
         release.wait(DEADLINE_SECONDS)  # keeps a worker busy until the picture is taken
         return {"output": f"{data.get('file', 'video')}.mp4"}
 
-    registry.register(Action("render-video", "slow", {"type": "object"}, "python",
-                             render_video, "screenshot script"))
+    registry.register(Action("render-video", "Render a clip with ffmpeg", RENDER_SCHEMA,
+                             "python", render_video, "screenshot script"))
     return TaskService(store, registry, max_attempts=3, backoff_base=30.0, clock=clock)
 
 
@@ -142,6 +164,31 @@ def synthetic_rates(rng: random.Random, seconds: int = 180) -> RateHistory:
                        failed=1 if rng.random() < 0.12 else 0)
     offset[0] = 0.0
     return history
+
+
+def _render_log(frames: int) -> bytes:
+    """What an ffmpeg-like render prints up to *frames* frames."""
+    lines = ["Input #0, mov, from 'clip-01.mov':",
+             "  Duration: 00:01:40.00, start: 0.000000, bitrate: 18012 kb/s",
+             "  Stream #0:0: Video: h264, yuv420p, 1920x1080, 24 fps",
+             "Output #0, mp4, to 'clip-01.mp4':"]
+    lines += [f"frame={n:5d} fps=24.{n % 7} size={n * 41:6d}kB "
+              f"time=00:{n // 24 // 60:02d}:{n // 24 % 60:02d} speed=1.0{n % 9}x"
+              for n in range(96, frames + 1, 96)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def report_running(service: TaskService, store: SqliteTaskStore) -> str:
+    """Progress of every running render, a log for the furthest one, a stop asked of the
+    last; returns the furthest one's id."""
+    running = sorted(store.page(TaskQuery(status=TaskStatus.RUNNING), WORKERS),
+                     key=lambda t: t.seq)
+    reports = [Progress(t.id, t.attempts, fraction, message)
+               for t, (fraction, message) in zip(running, RENDER_PROGRESS, strict=False)]
+    service.set_progress(reports)
+    store.append_log(running[0].id, _render_log(1728))
+    service.cancel(running[-1].id)  # shows "Cancelling…" until the picture is taken
+    return running[0].id
 
 
 def _wait(condition: Any, app: QApplication) -> None:
@@ -225,6 +272,7 @@ def main(argv: list[str]) -> int:
         pool = WorkerPool(service, WORKERS, prefetch=1, work_delay=0)
         pool.start()
         _wait(lambda: service.counts()[TaskStatus.RUNNING] == WORKERS, app)
+        selected = report_running(service, store)
 
         # Queued: newest, waiting for a free worker; one waits to retry after a failure.
         for i in range(22):
@@ -246,14 +294,20 @@ def main(argv: list[str]) -> int:
         window.refresh_now()
         app.processEvents()
 
-        model = window.model
-        failed_rows = [r for r in range(model.rowCount())
-                       if (t := model.task_at(r)) is not None and t.status == "failed"]
-        if failed_rows:
-            window.table.selectRow(failed_rows[0])
+        compose = window.compose
+        compose.action_combo.setCurrentText("render-video")
+        compose.json_edit.setPlainText(
+            '{"file": "/home/ana/Videos/holiday.mov", "preset": "4k", "quality": 9, '
+            '"audio": true}')
+
+        row = window.model.row_of(selected)
+        if row is not None:
+            window.table.selectRow(row)
         window.table.setFocus()
         window.feed.flush()
         window.refresh_now()
+        log = window.details.log_view
+        _wait(lambda: log.height() > 0 and log.toPlainText().endswith("x\n"), app)
         for _ in range(5):
             app.processEvents()
 

@@ -1,4 +1,4 @@
-"""The window's small parts on their own: formatting, parsing, curl, chart, start-up dialog."""
+"""The window's small parts on their own: formatting, curl, chart, start-up dialog."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from gui import startup_dialog
-from gui.compose_panel import FormError, format_numbers, parse_numbers
 from gui.formatting import format_duration, format_time, format_timestamp, one_line, preview
 from gui.startup_dialog import show_startup_error, startup_error_box
 from gui.task_actions import curl_command
 from gui.throughput_chart import ThroughputChart, nice_ceiling
-from storage import Task
+from storage import Task, TaskStatus
 
 
 def make_task(**fields: Any) -> Task:
@@ -31,21 +30,10 @@ def make_task(**fields: Any) -> Task:
         processed_at=None, run_after=0.0,
     )
     base.update(fields)
+    base["status"] = TaskStatus(base["status"])  # as a store gives it
     data, result = base.pop("data"), base.pop("result")
     return Task(data_json=json.dumps(data),
                 result_json=None if result is None else json.dumps(result), **base)
-
-
-def test_parse_numbers() -> None:
-    assert parse_numbers("1, 2 3.5,-4;5e2") == [1, 2, 3.5, -4, 500.0]
-    assert parse_numbers("  ") == []
-    with pytest.raises(FormError, match="“two” is not a number"):
-        parse_numbers("1, two")
-    with pytest.raises(FormError, match="finite"):
-        parse_numbers("inf")
-    assert format_numbers([1, 2.5]) == "1, 2.5"
-    assert format_numbers([1, "x"]) is None
-    assert format_numbers([True]) is None
 
 
 def test_formatting() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QPalette
 from pytestqt.qtbot import QtBot
 
+from gui.database_status import DatabaseStatus
 from gui.details_panel import DetailsPanel
 from gui.status_style import (
     READABLE_CONTRAST,
@@ -15,6 +16,7 @@ from gui.status_style import (
     status_color,
 )
 from gui.throughput_chart import LABEL_MARGIN, ThroughputChart, axis_label, axis_labels
+from service.task_service import TaskService
 from tests.test_gui_parts import make_task
 
 
@@ -73,8 +75,10 @@ def test_status_colours_as_text_reach_the_contrast_text_needs() -> None:
         "completed").lightness()
 
 
-def test_the_details_error_text_is_readable_on_a_dark_palette(qtbot: QtBot) -> None:
-    panel = DetailsPanel([])
+def test_the_details_error_text_is_readable_on_a_dark_palette(
+    qtbot: QtBot, service: TaskService
+) -> None:
+    panel = DetailsPanel([], service, DatabaseStatus(service))
     qtbot.addWidget(panel)
     panel.setPalette(DARK)
     panel.show_tasks([make_task(status="failed", error="ValueError: no")])

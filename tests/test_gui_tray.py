@@ -253,8 +253,10 @@ def test_a_task_submitted_from_the_window_is_told_when_it_finishes(
     Preferences(notify_finished=True).save(settings)
     window, icon = make_window()
     assert icon is not None
-    qtbot.keyClicks(window.compose.text_edit, "mine")
-    window.compose.submit()
+    compose = window.compose
+    compose.action_combo.setCurrentIndex(compose.action_combo.findText("uppercase"))
+    compose.json_edit.setPlainText('{"text": "mine"}')
+    compose.submit()
     pool_factory(workers=1)
     qtbot.waitUntil(lambda: len(icon.messages) == 1, timeout=WAIT_MS)
     title, text, severity = icon.messages[0]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QEvent, QSettings, Qt
 from PySide6.QtGui import QGuiApplication, QHelpEvent
-from PySide6.QtWidgets import QApplication, QToolTip
+from PySide6.QtWidgets import QApplication, QLineEdit, QToolTip
 from pytestqt.qtbot import QtBot
 
 from gui.main_window import AppInfo, MainWindow
@@ -107,6 +107,25 @@ def click_row(qtbot: QtBot, window: MainWindow, task_id: str, modifier: Any = No
     qtbot.mouseClick(window.table.viewport(), Qt.MouseButton.LeftButton, modifiers, rect.center())
 
 
+def form_field(window: MainWindow, name: str) -> Any:
+    widget = window.compose.form.field(name)
+    assert widget is not None, name
+    return widget
+
+
+def add_list_item(qtbot: QtBot, window: MainWindow, name: str, text: str) -> None:
+    """Add an item to the list editor of field *name*, as a user does."""
+    view = form_field(window, name)
+    row = window.compose.form.row(name)
+    assert row is not None
+    qtbot.mouseClick(row.editor.inputs[1], Qt.MouseButton.LeftButton)  # Add
+    line = view.viewport().findChild(QLineEdit)  # Add opened the new item's editor
+    assert line is not None
+    qtbot.keyClicks(line, text)
+    qtbot.keyClick(line, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: view.viewport().findChild(QLineEdit) is None)
+
+
 def registry_with(**handlers: Callable[[dict[str, Any]], Any]) -> ActionRegistry:
     registry = default_registry()
     for name, handler in handlers.items():
@@ -127,8 +146,8 @@ def test_click_submit_shows_queued_then_completed(
 ) -> None:
     window = make_window()
     compose = window.compose
-    assert compose.action == "uppercase"
-    qtbot.keyClicks(compose.text_edit, "hello world")
+    compose.action_combo.setCurrentText("uppercase")
+    qtbot.keyClicks(form_field(window, "text"), "hello world")
     assert json.loads(compose.json_edit.toPlainText()) == {"text": "hello world"}
     qtbot.mouseClick(compose.submit_button, Qt.MouseButton.LeftButton)
 
@@ -176,7 +195,7 @@ def test_ctrl_enter_submits_copies(
     window = make_window()
     activate(qtbot, window)
     window.compose.action_combo.setCurrentText("sum")
-    qtbot.keyClicks(window.compose.numbers_edit, "1, 2 3.5")
+    window.compose.json_edit.setPlainText('{"numbers": [1, 2, 3.5]}')
     window.compose.copies_spin.setValue(25)
     qtbot.keyClick(window.compose.json_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
 
@@ -207,7 +226,7 @@ def test_task_posted_over_http_appears_and_completes(
 @pytest.mark.parametrize(
     ("action", "field", "text", "reason"),
     [
-        ("sum", "numbers_edit", "1, two", "“two” is not a number"),
+        ("sum", "numbers", "two", "Numbers: item 1: “two” is not a number"),
         ("uppercase", "json_edit", '{"text": ', "invalid JSON"),
         ("uppercase", "json_edit", '{"text": 5}', "data.text: 5 is not of type 'string'"),
         ("sum", "json_edit", "[1, 2]", "must be a JSON object"),
@@ -223,9 +242,11 @@ def test_invalid_input_disables_submit_and_writes_nothing(
     compose = window.compose
     compose.action_combo.setCurrentText(action)
     assert compose.submit_button.isEnabled()
-    widget = getattr(compose, field)
-    widget.clear()
-    qtbot.keyClicks(widget, text)
+    if field == "json_edit":
+        compose.json_edit.clear()
+        qtbot.keyClicks(compose.json_edit, text)
+    else:  # a form field
+        add_list_item(qtbot, window, field, text)
 
     assert not compose.submit_button.isEnabled()
     assert reason in compose.message_label.text()
@@ -244,14 +265,17 @@ def test_empty_action_is_refused(qtbot: QtBot, make_window: WindowFactory) -> No
 
 
 def test_form_and_json_stay_in_sync(qtbot: QtBot, make_window: WindowFactory) -> None:
-    compose = make_window().compose
+    window = make_window()
+    compose = window.compose
     compose.action_combo.setCurrentText("sum")
-    assert json.loads(compose.json_edit.toPlainText()) == {"numbers": []}
-    qtbot.keyClicks(compose.numbers_edit, "4 5")
+    assert json.loads(compose.json_edit.toPlainText()) == {}
+    add_list_item(qtbot, window, "numbers", "4")
+    add_list_item(qtbot, window, "numbers", "5")
     assert json.loads(compose.json_edit.toPlainText()) == {"numbers": [4, 5]}
     compose.json_edit.setPlainText('{"numbers": [7, 8.5], "note": "kept"}')
-    assert compose.numbers_edit.text() == "7, 8.5"
-    qtbot.keyClicks(compose.numbers_edit, " 1")
+    numbers = form_field(window, "numbers")
+    assert [numbers.item(i).text() for i in range(numbers.count())] == ["7", "8.5"]
+    add_list_item(qtbot, window, "numbers", "1")
     assert json.loads(compose.json_edit.toPlainText()) == {"numbers": [7, 8.5, 1], "note": "kept"}
 
     # Any other action: no form, the JSON is sent as typed.
@@ -468,9 +492,9 @@ def test_keyboard_find_and_tab_order(qtbot: QtBot, make_window: WindowFactory) -
     qtbot.keyClick(window.table, Qt.Key.Key_Tab)
     assert window.compose.action_combo.hasFocus()
     qtbot.keyClick(window.compose.action_combo, Qt.Key.Key_Tab)
-    assert window.compose.text_edit.hasFocus()
-    qtbot.keyClick(window.compose.text_edit, Qt.Key.Key_Tab)
-    assert window.compose.json_edit.hasFocus()
+    assert window.compose.tabs.tabBar().hasFocus()  # Form or JSON
+    qtbot.keyClick(window.compose.tabs.tabBar(), Qt.Key.Key_Tab)
+    assert form_field(window, "numbers").hasFocus()  # sum's form
     menus = [a.text() for a in window.menuBar().actions()]
     assert menus == ["&File", "&Task", "&Help"]
     assert window.quit_action.shortcut().toString() == "Ctrl+Q"
