@@ -39,12 +39,13 @@ def test_returns_results_once_committed(batcher) -> None:
     assert _rows(path) == [(1, "a")]  # visible to another connection: committed
 
 
-def test_a_failing_write_does_not_undo_the_others(batcher) -> None:
+def test_a_failing_write_does_not_undo_the_others(batcher, qtbot: QtBot) -> None:
     b, path = batcher
     gate = threading.Event()
     # Hold the writer inside one write so that the next writes pile up into one batch.
     holder = threading.Thread(target=b.execute, args=(lambda c: gate.wait(10),))
     holder.start()
+    qtbot.waitUntil(lambda: b._leading)
     results: dict[int, object] = {}
 
     def write(k: int, v: str | None) -> None:
@@ -58,6 +59,8 @@ def test_a_failing_write_does_not_undo_the_others(batcher) -> None:
                for k in range(1, 5)]
     for t in threads:
         t.start()
+    # All four in one batch, or a failing write undoing its batch would go unnoticed.
+    qtbot.waitUntil(lambda: len(b._pending) == len(threads))
     gate.set()
     for t in [holder, *threads]:
         t.join()
@@ -108,6 +111,7 @@ def test_a_failed_commit_fails_every_write_of_its_batch(batcher, qtbot: QtBot) -
     # Hold the writer inside one write so that the next writes pile up into one batch.
     holder = threading.Thread(target=b.execute, args=(lambda c: gate.wait(10),))
     holder.start()
+    qtbot.waitUntil(lambda: b._leading)
     results: dict[int, object] = {}
     writes = {
         1: lambda c: c.execute("INSERT INTO t VALUES (1, 'a')").rowcount,
