@@ -14,6 +14,7 @@ import json
 import math
 import socket
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -359,6 +360,74 @@ def test_accepted_submission_is_stored_queued_as_given(
     assert (task["result"], task["error"], task["attempts"]) == (None, None, 0)
     assert (task["started_at"], task["processed_at"]) == (None, None)
     assert shared.store.count(TaskQuery()) == before + 1
+
+
+ABSENT_ID = str(uuid.uuid4())
+BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
+    ({"priority": 101}, "priority must be from -100 to 100"),
+    ({"priority": -101}, "priority must be from -100 to 100"),
+    ({"priority": True}, "priority must be an integer from -100 to 100"),
+    ({"priority": 1.5}, "priority must be an integer from -100 to 100"),
+    ({"delay": -1}, "delay must not be negative"),
+    ({"delay": "60"}, "delay must be a number of seconds"),
+    ({"delay": 366 * 24 * 3600 + 1}, "delay must be at most a year (31,622,400 seconds)"),
+    ({"delay": 5, "run_at": 4_000_000_000}, "give delay or run_at, not both"),
+    ({"run_at": 1_000_000_000}, "run_at is in the past (more than a minute ago); it is Unix "
+                                "seconds, not milliseconds"),
+    ({"run_at": 1_800_000_000_000}, "run_at is more than a year ahead; it is Unix seconds, not "
+                                    "milliseconds"),
+    ({"after": ABSENT_ID}, "after must be a list of task ids"),
+    ({"after": [ABSENT_ID]}, f"unknown task id(s) in after: {ABSENT_ID}"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS, ids=range(len(BAD_OPTIONS)))
+def test_scheduling_options_out_of_bounds_are_400(
+    shared: Env, options: dict[str, Any], message: str
+) -> None:
+    with unchanged(shared.store):
+        expect_error(shared.client.post("/tasks", {"action": "x", **options}), 400, message)
+
+
+def test_scheduling_options_are_stored_with_the_task(shared: Env) -> None:
+    before = time.time()
+    delayed = get_task(shared.client, submit_with(shared.client, delay=60, priority=-3))
+    after = time.time()
+    assert before + 60 - 0.001 <= delayed["run_after"] <= after + 60 + 0.001
+    assert (delayed["priority"], delayed["status"]) == (-3, "queued")
+    at = round(after + 3600, 3)
+    scheduled = get_task(shared.client, submit_with(shared.client, run_at=at, priority=100))
+    assert (scheduled["run_after"], scheduled["priority"]) == (at, 100)
+    waiting = get_task(shared.client, submit_with(shared.client, after=[delayed["id"]]))
+    assert waiting["after"] == [delayed["id"]]
+
+
+def submit_with(client: Client, **options: Any) -> str:
+    resp = client.post("/tasks", {"action": "x", **options})
+    assert resp.status == 202, (resp.status, resp.body)
+    task_id: str = resp.json()["id"]
+    return task_id
+
+
+def test_an_idempotency_key_stores_one_task_per_request(shared: Env) -> None:
+    # A client that lost the answer to its POST sends it again with the same key: it gets the
+    # first task back, and nothing more is stored; the key on another request is a conflict.
+    key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    body = {"action": "uppercase", "data": {"text": "once"}}
+    first = shared.client.post("/tasks", body, headers=key)
+    assert first.status == 202, first.body
+    task_id = first.json()["id"]
+    with unchanged(shared.store):
+        again = shared.client.post("/tasks", body, headers=key)
+        assert (again.status, again.json()) == (200, {"id": task_id, "status": "queued"})
+        other = shared.client.post("/tasks", {"action": "uppercase", "data": {"text": "twice"}},
+                                   headers=key)
+        assert task_id in expect_error(other, 409)
+        expect_error(shared.client.post("/tasks", body, headers={"Idempotency-Key": "k" * 256}),
+                     400, "Idempotency-Key must be 1 to 255 characters")
+    # Without the key the same body is another task.
+    unkeyed = shared.client.post("/tasks", body)
+    assert unkeyed.status == 202 and unkeyed.json()["id"] != task_id
 
 
 # -- content type, body size, transfer encoding --------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from service.workers.batch_worker import IDLE_POLL_SECONDS
+from service.workers.watchdog import WATCH_SECONDS
 from storage import TaskStatus
 from storage.sqlite.connection import BUSY_TIMEOUT_MS
 from tests.proc_helpers import (
@@ -399,10 +399,10 @@ def test_lock_outlasting_a_hand_back_is_logged_without_tracebacks(
     proc, api, accepted = start_busy_taskdesk(start_taskdesk, db, qtbot)
     holder = hold_lock(db, "EXCLUSIVE")
     # Held until a task's outcome could not be stored nor the task handed back (/health lists
-    # both problems), then long enough for the feeder to retry the hand-back at least once
-    # (it looks every IDLE_POLL_SECONDS; a write waits up to the busy timeout).
+    # both problems), then long enough for the watchdog to retry the hand-back at least once
+    # (it looks every WATCH_SECONDS; a write waits up to the busy timeout).
     qtbot.waitUntil(lambda: len(health(api)["problems"]) >= 2, timeout=WAIT_MS)
-    held_until = time.monotonic() + IDLE_POLL_SECONDS + BUSY_TIMEOUT + 1
+    held_until = time.monotonic() + WATCH_SECONDS + BUSY_TIMEOUT + 1
     qtbot.waitUntil(lambda: time.monotonic() >= held_until, timeout=WAIT_MS)
     holder.release()
     qtbot.waitUntil(lambda: completed(api) == len(accepted), timeout=WAIT_MS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -60,18 +61,42 @@ def test_outcome_stored_once_the_disk_has_room_again(
     qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
     pool_factory: Callable[..., WorkerPool],
 ) -> None:
-    # A task accepted before the disk filled up runs; its big result cannot be stored. It
-    # must not stay `running`: it goes back to the queue and completes once there is room.
-    task = service.submit("uppercase", BIG)
-    cap_database(store)
+    # A task runs while the disk fills up; its big result cannot be stored. It must not stay
+    # `running`: it goes back to the queue (its attempt given back) and completes once there
+    # is room. The task's own row is small, so claiming it needs no new page: it is the
+    # outcome's write that the full disk refuses, not the claim (capping the database before
+    # the claim would only keep the task queued, and test nothing of this).
+    from tests.action_helpers import python_action
+
+    gate = threading.Event()
+    runs = {"n": 0}
+
+    def big_result(data: dict[str, Any]) -> dict[str, str]:
+        runs["n"] += 1
+        gate.wait(10)
+        return {"output": BIG["text"]}
+
+    service.registry.register(python_action("big-result", big_result, lambda d: None,
+                                            "20 kB result"))
+    kinds: list[str] = []
+    service.subscribe(lambda e: kinds.append(e.kind))
+    task = service.submit("big-result")
     pool = pool_factory(workers=1)
-    qtbot.waitUntil(lambda: pool.problems() != [] or store.problem is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: service.get(task.id).status == "running", timeout=10_000)
+    cap_database(store)
+    gate.set()
+    qtbot.waitUntil(lambda: "released" in kinds, timeout=10_000)  # its outcome was refused
+    assert "completed" not in kinds
     assert service.get(task.id).status in ("queued", "running")
+    assert service.get(task.id).attempts <= 1  # each refused outcome gave its attempt back
+
     uncap_database(store)
     pool.bell.ring()  # instead of waiting for the workers' next idle look
     qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=10_000)
     done = service.get(task.id)
-    assert done.result == {"output": BIG["text"].upper()}
+    assert (done.result, done.attempts) == ({"output": BIG["text"]}, 1)
+    assert runs["n"] >= 2  # run again after the refused outcome; its result stored once
+    assert kinds.count("completed") == 1
     qtbot.waitUntil(lambda: pool.problems() == [], timeout=10_000)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import socket
 import struct
 import uuid
@@ -47,6 +48,7 @@ from storage import TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
 from tests.action_helpers import python_action
 from tests.conftest import Client, make_db, unchanged
+from tests.proc_helpers import REPO_ROOT
 
 TIMEOUT = 30.0  # seconds, every socket
 WAIT_MS = 15_000
@@ -826,6 +828,16 @@ def test_a_request_not_sent_in_time_is_a_json_408(idle: Env) -> None:
     finally:
         server.stop()
     answer.error(408, "request timeout: the request was not sent in full in time")
+
+
+def test_the_server_waits_for_a_stalled_request_as_long_as_the_readme_says(idle: Env) -> None:
+    # The 408 above comes after the server's timeout, cut to 1 s there; the README promises
+    # that a client sending half a request, or nothing, holds a server thread at most this long.
+    readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    promised = re.search(r"hold a server thread for at most (\d+) s", readme)
+    assert promised is not None, "the README no longer says how long"
+    server = ApiServer(create_app(idle.service, ApiConfig()), "127.0.0.1", 0)  # never started
+    assert server._server.timeout == int(promised[1])
 
 
 # -- slow, abandoned and many connections -----------------------------------------------------

@@ -11,7 +11,7 @@ from service.actions import ActionRegistry, default_registry
 from service.errors import InvalidTransitionError, TaskNotFoundError, ValidationError
 from service.events import TaskEvent
 from service.task_service import TaskService
-from storage import TaskQuery, TaskStatus
+from storage import StorageUnavailableError, TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
 from tests.action_helpers import python_action
 from tests.conftest import claim_next, run_claimed
@@ -171,13 +171,15 @@ def test_results_that_cannot_be_stored_fail_the_attempt(
 ) -> None:
     registry = default_registry()
     registry.register(python_action("odd", lambda data: result, lambda data: None, "odd results"))
-    service = TaskService(store, registry, max_attempts=1)
+    service = TaskService(store, registry, max_attempts=3)
     task = service.submit("odd")
     claimed = claim_next(service)
     assert claimed is not None
     run_claimed(service, claimed)
     stored = service.get(task.id)
     assert stored.status == "failed" and stored.error is not None and error in stored.error
+    # At once, attempts left or not: the same data gives the same result, so a retry cannot help.
+    assert stored.attempts == 1
 
 
 def test_cancel_and_retry_rules(service: TaskService) -> None:
@@ -206,3 +208,53 @@ def test_submit_many_stores_all_in_one_go(service: TaskService, store: SqliteTas
     assert len(set(ids)) == 50 and store.count(TaskQuery(status=TaskStatus.QUEUED)) == 50
     with pytest.raises(ValidationError):
         service.submit_many("sum", {}, 0)
+
+
+def test_a_task_whose_outcome_could_not_be_stored_is_given_back_after_a_backoff(
+    store: SqliteTaskStore,
+) -> None:
+    # Not the task's fault (disk full, database locked): its attempt is given back, but it
+    # waits a backoff before running again, rather than spinning on a database that is not
+    # ready, and its error says why it is queued again.
+    clock = FakeClock()
+    service = TaskService(store, max_attempts=3, backoff_base=2.0, clock=clock)
+    task = service.submit("x")
+    claimed = claim_next(service)
+    assert claimed is not None
+    full = StorageUnavailableError("cannot write to database x.db: database or disk is full")
+    released = service.release(claimed, full)
+    assert released is not None
+    assert (released.status, released.attempts, released.started_at) == ("queued", 0, None)
+    assert released.run_after == clock.now + 2.0
+    assert released.error == ("cannot store outcome: StorageUnavailableError: cannot write to "
+                              "database x.db: database or disk is full")
+    assert claim_next(service) is None  # not due during the backoff
+
+    # A worker that stops before running a task gives it back due at once, its error kept.
+    clock.now += 2.0
+    again = claim_next(service)
+    assert again is not None and again.id == task.id
+    back = service.release(again)
+    assert back is not None
+    assert (back.attempts, back.run_after, back.error) == (0, clock.now, released.error)
+
+
+def test_an_attempt_that_timed_out_is_retried_while_attempts_remain(
+    store: SqliteTaskStore,
+) -> None:
+    # The watchdog ends an action that runs past --task-timeout with this outcome: a failed
+    # attempt like any other, retried after its backoff (the next try may be quicker).
+    clock = FakeClock()
+    service = TaskService(store, max_attempts=2, backoff_base=1.0, clock=clock)
+    task = service.submit("x")
+    first = claim_next(service)
+    assert first is not None
+    after = service.settle([service.timed_out(first, 30)], 0).finished[0]
+    assert after is not None
+    assert (after.status, after.attempts, after.run_after) == ("queued", 1, clock.now + 1.0)
+    assert after.error == "TimeoutError: the action did not finish within 30 s"
+    clock.now += 1.0
+    second = claim_next(service)
+    assert second is not None and second.id == task.id
+    last = service.settle([service.timed_out(second, 30)], 0).finished[0]
+    assert last is not None and (last.status, last.attempts) == ("failed", 2)

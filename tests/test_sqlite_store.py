@@ -11,6 +11,7 @@ from storage import (
     DatabaseDamagedError,
     DatabaseInUseError,
     NewTask,
+    Synchronous,
     TaskQuery,
     TaskStatus,
     open_store,
@@ -115,3 +116,20 @@ def test_open_checks_a_file_marked_damaged_and_clears_the_mark_when_whole(
     store = open_store(db)  # passes quick_check: used again
     store.close()
     assert not damage_marker(db).exists()
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("full", 2), ("normal", 1)])
+def test_every_connection_syncs_as_the_setting_says(
+    tmp_path: Path, synchronous: Synchronous, level: int
+) -> None:
+    # FULL is what makes an accepted task survive a power cut: each commit waits for its fsync.
+    store = open_store(tmp_path / "tasks.db", synchronous=synchronous)
+    try:
+        assert isinstance(store, SqliteTaskStore)
+        store.add(NewTask("x", "{}", 3), NOW)  # opens the write connection
+        writer = store._writer._conn
+        assert writer is not None
+        assert writer.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == level
+    finally:
+        store.close()

@@ -409,7 +409,13 @@ class TestOrderAndDependencies:
         low = add(store, priority=-5)
         mid = [add(store) for _ in range(2)]
         high = add(store, priority=100)
-        assert ids(claim(store, 10)) == [high.id, *ids(mid), low.id]
+        # One at a time: which tasks a claim takes, not only the order a batch comes back in.
+        assert [ids(claim(store))[0] for _ in range(4)] == [high.id, *ids(mid), low.id]
+        low = add(store, priority=-5)
+        mid = [add(store) for _ in range(2)]
+        high = add(store, priority=100)
+        assert ids(claim(store, 2)) == [high.id, mid[0].id]
+        assert ids(claim(store, 10)) == [mid[1].id, low.id]
 
     def test_a_delayed_task_waits_for_its_time(self, store: TaskStore) -> None:
         later = add(store, run_after=NOW + 60)

@@ -10,7 +10,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from service.task_service import TaskService
-from service.workers import WorkerPool
+from service.workers import WorkerPool, batch_worker
+from service.workers.batch_worker import LINGER_SECONDS
 from storage import StorageUnavailableError, TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
 from tests.action_helpers import python_action
@@ -154,12 +155,14 @@ def test_error_outside_the_action_does_not_kill_the_worker(
     monkeypatch.setattr(service, "settle", claim_once_broken)
     first = service.submit("x")
     second = service.submit("x")
-    pool_factory(workers=1)
+    pool = pool_factory(workers=1)
     qtbot.waitUntil(lambda: service.get(second.id).status == "completed", timeout=10_000)
     # The failed claim changed nothing, so the first task was claimed again and ran once.
     qtbot.waitUntil(lambda: service.get(first.id).status == "completed", timeout=10_000)
     assert calls["n"] >= 2  # the broken claim happened, and the worker claimed again
     assert service.get(first.id).attempts == 1
+    # The same worker went on: none died and was replaced (which would also finish the tasks).
+    assert pool.problems() == []
 
 
 def test_outcome_that_cannot_be_stored_is_released_and_run_again(
@@ -253,3 +256,92 @@ def test_workers_keeping_pace_with_one_submitter_finish_every_task(
     ids = [service.submit("uppercase", {"text": f"t{i}"}).id for i in range(600)]
     qtbot.waitUntil(all_done(store, 600), timeout=30_000)
     assert all(service.get(i).status == "completed" for i in ids)
+
+
+def asleep_on_the_doorbell(monkeypatch: pytest.MonkeyPatch, pool: WorkerPool) -> set[int]:
+    """The threads of *pool*'s workers waiting on its doorbell with nothing due (a wait as long
+    as the idle poll), kept up to date as they fall asleep and wake."""
+    asleep: set[int] = set()
+    real = pool.bell.wait
+
+    def wait(since: int, timeout: float | None) -> bool:
+        idle = timeout is None or timeout >= batch_worker.IDLE_POLL_SECONDS
+        if idle:
+            asleep.add(threading.get_ident())
+        try:
+            return real(since, timeout)
+        finally:
+            asleep.discard(threading.get_ident())
+
+    monkeypatch.setattr(pool.bell, "wait", wait)
+    return asleep
+
+
+def test_idle_workers_are_rung_awake_by_new_work(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Idle workers look at the queue by themselves only every IDLE_POLL_SECONDS, a safety net
+    # for a missed ring. With that made an hour, only the doorbell can start the work below
+    # within the waits: a submission, a retry, the queue resumed.
+    monkeypatch.setattr(batch_worker, "IDLE_POLL_SECONDS", 3600.0)
+    runs = {"n": 0}
+
+    def boom(data: dict[str, Any]) -> None:
+        runs["n"] += 1
+        raise RuntimeError("boom")
+
+    service.registry.register(python_action("boom", boom, lambda d: None, "always fails"))
+    service.max_attempts = 1
+    pool = WorkerPool(service, workers=2, prefetch=5, work_delay=0)
+    asleep = asleep_on_the_doorbell(monkeypatch, pool)
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: len(asleep) == 2, timeout=10_000)
+        task = service.submit("uppercase", {"text": "rung"})
+        qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=5_000)
+        failing = service.submit("boom")
+        qtbot.waitUntil(lambda: service.get(failing.id).status == "failed", timeout=5_000)
+
+        qtbot.waitUntil(lambda: len(asleep) == 2, timeout=10_000)
+        service.retry(failing.id)
+        qtbot.waitUntil(lambda: runs["n"] == 2, timeout=5_000)
+
+        service.set_paused(True)
+        paused = service.submit("uppercase", {"text": "after the pause"})
+        qtbot.waitUntil(lambda: len(asleep) == 2, timeout=10_000)
+        assert service.get(paused.id).status == "queued"
+        service.set_paused(False)
+        qtbot.waitUntil(lambda: service.get(paused.id).status == "completed", timeout=5_000)
+    finally:
+        pool.stop()
+
+
+def test_a_worker_lingers_for_new_work_before_storing_an_outcome_alone(
+    qtbot: QtBot, service: TaskService, qapp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With nothing rung in since its claim, a worker that has run its batch waits up to
+    # LINGER_SECONDS for a ring before it stores the outcomes, so that a task submitted
+    # meanwhile is claimed in the same commit (one commit per task instead of two).
+    pool = WorkerPool(service, workers=1, prefetch=5, work_delay=0)
+    calls: list[tuple[str, float | int | None]] = []
+    real_wait, real_settle = pool.bell.wait, service.settle
+
+    def wait(since: int, timeout: float | None) -> bool:
+        calls.append(("wait", timeout))
+        return real_wait(since, timeout)
+
+    def settle(outcomes: Any, claim: int) -> Any:
+        calls.append(("settle", len(outcomes)))
+        return real_settle(outcomes, claim)
+
+    monkeypatch.setattr(pool.bell, "wait", wait)
+    monkeypatch.setattr(service, "settle", settle)
+    task = service.submit("uppercase", {"text": "x"})
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: service.get(task.id).status == "completed", timeout=10_000)
+    finally:
+        pool.stop()
+    stored = calls.index(("settle", 1))  # the commit that stored the task's outcome
+    assert calls[stored - 1] == ("wait", LINGER_SECONDS), calls

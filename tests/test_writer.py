@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pytestqt.qtbot import QtBot
 
 from storage import StorageUnavailableError
 from storage.sqlite.writer import WriteBatcher
@@ -38,12 +39,13 @@ def test_returns_results_once_committed(batcher) -> None:
     assert _rows(path) == [(1, "a")]  # visible to another connection: committed
 
 
-def test_a_failing_write_does_not_undo_the_others(batcher) -> None:
+def test_a_failing_write_does_not_undo_the_others(batcher, qtbot: QtBot) -> None:
     b, path = batcher
     gate = threading.Event()
     # Hold the writer inside one write so that the next writes pile up into one batch.
     holder = threading.Thread(target=b.execute, args=(lambda c: gate.wait(10),))
     holder.start()
+    qtbot.waitUntil(lambda: b._leading)
     results: dict[int, object] = {}
 
     def write(k: int, v: str | None) -> None:
@@ -57,6 +59,8 @@ def test_a_failing_write_does_not_undo_the_others(batcher) -> None:
                for k in range(1, 5)]
     for t in threads:
         t.start()
+    # All four in one batch, or a failing write undoing its batch would go unnoticed.
+    qtbot.waitUntil(lambda: len(b._pending) == len(threads))
     gate.set()
     for t in [holder, *threads]:
         t.join()
@@ -77,7 +81,7 @@ def test_exceptions_from_python_code_reach_the_caller(batcher) -> None:
     assert _rows(path) == []  # its partial write was rolled back
 
 
-def test_commit_failure_fails_every_write_in_the_batch(batcher) -> None:
+def test_a_write_the_full_disk_refuses_fails_alone_and_the_writer_goes_on(batcher) -> None:
     b, path = batcher
     b.execute(lambda c: c.execute("INSERT INTO t VALUES (1, 'a')"))
     # Cap the file at its current size: the next write needs a new page and SQLite reports
@@ -91,6 +95,48 @@ def test_commit_failure_fails_every_write_in_the_batch(batcher) -> None:
     b.execute(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
     b.execute(lambda c: c.execute("INSERT INTO t VALUES (3, 'c')"))
     assert _rows(path) == [(1, "a"), (3, "c")]
+
+
+def test_a_failed_commit_fails_every_write_of_its_batch(batcher, qtbot: QtBot) -> None:
+    # Each write of the batch succeeds on its own; the COMMIT that would make them durable
+    # fails (a deferred foreign key, checked only then): none of them is stored, and every
+    # caller is told so, none returns as if its write were committed.
+    b, path = batcher
+    b.execute(lambda c: c.execute("CREATE TABLE child (k INTEGER REFERENCES t (k) "
+                                  "DEFERRABLE INITIALLY DEFERRED)"))
+    conn = b._conn
+    assert conn is not None
+    conn.execute("PRAGMA foreign_keys = ON")  # outside any transaction, or it does nothing
+    gate = threading.Event()
+    # Hold the writer inside one write so that the next writes pile up into one batch.
+    holder = threading.Thread(target=b.execute, args=(lambda c: gate.wait(10),))
+    holder.start()
+    qtbot.waitUntil(lambda: b._leading)
+    results: dict[int, object] = {}
+    writes = {
+        1: lambda c: c.execute("INSERT INTO t VALUES (1, 'a')").rowcount,
+        2: lambda c: c.execute("INSERT INTO child VALUES (99)").rowcount,  # no row 99 in t
+        3: lambda c: c.execute("INSERT INTO t VALUES (3, 'c')").rowcount,
+    }
+
+    def write(k: int) -> None:
+        try:
+            results[k] = b.execute(writes[k])
+        except sqlite3.Error as exc:
+            results[k] = exc
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in writes]
+    for t in threads:
+        t.start()
+    qtbot.waitUntil(lambda: len(b._pending) == len(writes))  # queued behind the held batch
+    gate.set()
+    for t in [holder, *threads]:
+        t.join()
+    assert all(isinstance(results[k], sqlite3.IntegrityError) for k in writes), results
+    assert _rows(path) == []
+    # Nothing of the failed batch is left behind to be committed with the next one.
+    assert b.execute(lambda c: c.execute("INSERT INTO t VALUES (4, 'd')").rowcount) == 1
+    assert _rows(path) == [(4, "d")]
 
 
 def test_close_commits_what_is_waiting_and_then_refuses(batcher) -> None:
