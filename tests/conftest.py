@@ -23,6 +23,7 @@ from service.workers import WorkerPool
 from storage import Task, TaskQuery, stored_time
 from storage.sqlite import SqliteTaskStore, migrate, open_connection
 from storage.sqlite.store import TASK_COLUMNS
+from tests.postgres_server import pg_server, pg_url  # noqa: F401 (fixtures)
 from tests.proc_helpers import StartTaskdesk, TaskdeskProcess
 
 

@@ -31,6 +31,7 @@ from storage import (
 )
 from storage.sqlite import SqliteTaskStore
 from tests.conftest import make_db
+from tests.postgres_server import PgServer
 
 NOW = 1_800_000_000.0
 COMPLETED, QUEUED, FAILED = TaskStatus.COMPLETED, TaskStatus.QUEUED, TaskStatus.FAILED
@@ -38,16 +39,28 @@ COMPLETED, QUEUED, FAILED = TaskStatus.COMPLETED, TaskStatus.QUEUED, TaskStatus.
 StoreFactory = Callable[[], TaskStore]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Opens stores on one fresh database of the backend under test; closes them all."""
+    """Opens stores on one fresh database of the backend under test; closes them all. On
+    PostgreSQL each store is a node of its own, as separate instances would be."""
     opened: list[TaskStore] = []
-    db = make_db(tmp_path / "tasks.db")
+    if request.param == "postgres":
+        from storage.postgres import PostgresTaskStore
 
-    def factory() -> TaskStore:
-        store = SqliteTaskStore(db)
-        opened.append(store)
-        return store
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.fresh_database()
+
+        def factory() -> TaskStore:
+            store = PostgresTaskStore(url, max_connections=4)
+            opened.append(store)
+            return store
+    else:
+        db = make_db(tmp_path / "tasks.db")
+
+        def factory() -> TaskStore:
+            store = SqliteTaskStore(db)
+            opened.append(store)
+            return store
 
     yield factory
     for store in opened:
