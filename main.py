@@ -17,6 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
@@ -105,14 +106,18 @@ class Engine:
 
 def open_engine(settings: Settings) -> Engine:
     """Open the database and recover unfinished work; nothing runs yet."""
-    log.info("Taskdesk %s, database %s", VERSION, settings.db)
+    log.info("Taskdesk %s, database %s", VERSION, settings.db_location)
     try:
-        store = open_store(settings.db, synchronous=settings.synchronous)  # type: ignore[arg-type]
+        store = open_store(settings.db, synchronous=settings.synchronous,  # type: ignore[arg-type]
+                           lease=settings.lease)
     except DatabaseError as exc:
         raise StartupError(str(exc)) from exc
     before, after = store.migrated
     if before != after:
         log.info("database migrated from schema version %d to %d", before, after)
+    if store.shared:
+        log.info("this Taskdesk is %s on a shared database (lease %g s)", store.identity,
+                 settings.lease)
     service = TaskService(store, max_attempts=settings.max_attempts,
                           backoff_base=settings.retry_backoff)
     try:
@@ -233,7 +238,7 @@ def run_window(settings: Settings) -> int:
     def show(app: QCoreApplication, engine: Engine, signals: SignalQuit) -> None:
         info = AppInfo(
             version=VERSION,
-            db_path=settings.db,
+            db_path=settings.db if isinstance(settings.db, Path) else settings.db_location,
             api_url=engine.api.url if engine.api else None,
             api_error=engine.api_error,
             token=settings.token,

@@ -38,6 +38,8 @@ class PgServer:
         self.admin = psycopg.connect(dbname=os.environ.get("PGDATABASE", "postgres"),
                                      autocommit=True, connect_timeout=5)
         self.dbname = f"taskdesk_test_{os.getpid()}"
+        # Databases by slot: tests and module-wide fixtures each empty their own.
+        self.slots: dict[str, str] = {}
 
     def url(self, dbname: str) -> str:
         # The password stays in PGPASSWORD (libpq reads it), never in a URL or a log.
@@ -54,13 +56,20 @@ class PgServer:
         with psycopg.connect(self.url(self.dbname), **connection_kwargs()) as conn:
             migrate(conn, self.dbname)
 
-    def fresh_database(self) -> str:
-        """The session's database, emptied; its URL."""
+    def fresh_database(self, slot: str = "test") -> str:
+        """The database of *slot* (one per test by default; module-wide fixtures use their
+        own), emptied; its URL."""
         import psycopg
 
-        url = self.url(self.dbname)
+        name = self.slots.get(slot)
+        if name is None:
+            name = f"{self.dbname}_{slot}"
+            self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.dbname}"')
+            self.slots[slot] = name
+        url = self.url(name)
         self.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = %s AND pid <> pg_backend_pid()", (self.dbname,))
+                           "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE tasks, task_deps, task_count_deltas, nodes, "
                          "task_log_chunks, task_log_sizes, schedules RESTART IDENTITY")
@@ -89,7 +98,8 @@ class PgServer:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def close(self) -> None:
-        self.admin.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        for name in [*self.slots.values(), self.dbname]:
+            self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.admin.close()
 
 

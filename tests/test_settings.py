@@ -34,7 +34,7 @@ CONFIG = "/home/me/.config/taskdesk/actions.toml"
 DEFAULTS = Settings(
     headless=False, host="127.0.0.1", port=8080, db=default_db_path(), workers=2,
     prefetch=64, work_delay=0.1, task_timeout=300.0, max_attempts=3, retry_backoff=1.0,
-    token=None, synchronous="full", log_level="INFO",
+    token=None, synchronous="full", log_level="INFO", lease=30.0,
 )
 
 
@@ -92,6 +92,7 @@ VALUES: list[tuple[str, str, object, object]] = [
     ("token", "s3cret", "s3cret", "s3cret"),
     ("synchronous", "normal", "normal", "normal"),
     ("log_level", "warning", "Warning", "WARNING"),
+    ("lease", "3", 3, 3.0),
 ]
 VALUE_IDS = [v[0] for v in VALUES]
 
@@ -177,6 +178,28 @@ def test_a_bad_value_is_refused_even_where_a_source_above_overrides_it(
         f"taskdesk: invalid value for --port from {where}: 'x' is not an integer from 0 to 65535")
 
 
+# -- the database: a file, or a PostgreSQL URL -----------------------------------------------
+
+
+def test_a_postgresql_url_is_kept_as_a_url_and_shown_without_its_password() -> None:
+    url = "postgresql://tasks:s3cret@db.example:5433/taskdesk"
+    settings = parse(["--db", url])
+    assert settings.db == url
+    assert settings.db_location == "postgresql://tasks@db.example:5433/taskdesk"
+    assert parse(environ={"TASKDESK_DB": "postgres://h/d"}).db == "postgres://h/d"
+    # A path that merely mentions the scheme stays a file.
+    assert parse(["--db", "./postgresql:/x.db"]).db == Path("postgresql:/x.db")
+
+
+def test_a_bad_postgresql_url_is_refused_without_its_password(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert refusal(capsys, ["--db", "postgresql://u:s3cret@h:99999/d"]) == (
+        "taskdesk: invalid value for --db from the command line: "
+        "'postgresql://u@h:99999/d' is not a file path or a "
+        "postgresql://user@host:port/dbname URL")
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
@@ -210,6 +233,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("task_timeout", "0.05", "a number of seconds from 0.1 to 86400"),
     ("task_timeout", "inf", "a number of seconds from 0.1 to 86400"),
     ("retry_backoff", "soon", "a number of seconds from 0 to 3600"),
+    ("lease", "0.5", "a number of seconds from 1 to 3600"),
 ]
 BAD_IDS = [f"{name}={value}" for name, value, _ in BAD]
 
@@ -255,7 +279,7 @@ def test_a_flag_that_is_neither_on_nor_off(capsys: pytest.CaptureFixture[str]) -
     ("headless", 1, "one of 1, true, yes, on, 0, false, no, off"),
     ("token", 1234, "a token"),
     ("synchronous", True, "one of full, normal"),
-    ("db", 7, "a file path"),
+    ("db", 7, "a file path or a postgresql://user@host:port/dbname URL"),
     ("host", "", "a host name or IP address"),
 ], ids=["bool-for-int", "float-for-int", "list", "none", "bool-for-seconds", "int-for-flag",
         "int-for-token", "bool-for-choice", "int-for-path", "empty-host"])
@@ -270,7 +294,7 @@ def test_an_unknown_key_in_the_config_file(capsys: pytest.CaptureFixture[str]) -
     assert refusal(capsys, config={"workers": 2, "work-delay": 1}) == (
         f"taskdesk: unknown setting 'work-delay' in {CONFIG} [settings]: the settings are "
         "headless, host, port, db, workers, prefetch, work_delay, task_timeout, max_attempts, "
-        "retry_backoff, token, synchronous, log_level")
+        "retry_backoff, token, synchronous, log_level, lease")
 
 
 def test_config_messages_without_a_file_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import bottle
 
-from service.api import queue_routes, task_routes
+from service.api import nodes_routes, queue_routes, task_routes
 from service.api.http_io import host_name, json_error
 from service.task_service import TaskService, dumps
 from storage import DatabaseDamagedError, StorageUnavailableError
@@ -115,6 +115,6 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
                 json_error(415, "Content-Type must be application/json")
 
     # Each module adds its routes; they share the checks and the error handling above.
-    for module in (task_routes, queue_routes):
+    for module in (task_routes, queue_routes, nodes_routes):
         module.add_routes(app, service, cfg)
     return app
