@@ -18,8 +18,10 @@ QT_DEBS=(libglib2.0-0 libgl1 libegl1 libxkbcommon0 libx11-6 libfreetype6 libfont
 XCB_DEBS=(libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
           libxcb-xkb1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-xfixes0 libx11-xcb1)
 PY_DEBS=(python3 python3-venv)
-# Only for the tests: the headless browser tests/test_browser_security.py drives.
-TEST_DEBS=(chromium)
+# Only for the tests: the headless browser tests/test_browser_security.py drives, and
+# PostgreSQL for the tests of several instances on one database (pg_virtualenv, from
+# postgresql-common, runs the suite beside a throw-away cluster).
+TEST_DEBS=(chromium postgresql postgresql-common)
 
 say() { printf 'taskdesk setup: %s\n' "$*" >&2; }
 
@@ -81,6 +83,14 @@ case "$cmd" in
     say "mypy"
     .venv/bin/mypy
     say "pytest"
+    if command -v pg_virtualenv >/dev/null; then
+      # A throw-away cluster for the suite, in a temporary folder: pg_virtualenv sets PGHOST,
+      # PGPORT, PGUSER, PGPASSWORD and PGDATABASE for the tests and drops the cluster however
+      # the command ends (its trap covers exit, INT, TERM and HUP).
+      say "with a throw-away PostgreSQL cluster (pg_virtualenv)"
+      exec pg_virtualenv -t -- .venv/bin/python -m pytest "$@"
+    fi
+    say "PostgreSQL is not installed: its tests will skip (fail with CI=true)"
     exec .venv/bin/python -m pytest "$@"
     ;;
   bench)

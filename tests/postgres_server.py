@@ -81,7 +81,8 @@ class PgServer:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            return conn.execute(sql, params).fetchall()
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
 
     def restart_command(self) -> list[str] | None:
         """How to restart the server, when the tests may (a pg_virtualenv cluster, or
