@@ -35,11 +35,21 @@ class PgServer:
         self.host = os.environ.get("PGHOST", "")
         self.port = os.environ.get("PGPORT", "5432")
         self.user = os.environ.get("PGUSER", "postgres")
-        self.admin = psycopg.connect(dbname=os.environ.get("PGDATABASE", "postgres"),
-                                     autocommit=True, connect_timeout=5)
+        self._admin = psycopg.connect(dbname=os.environ.get("PGDATABASE", "postgres"),
+                                      autocommit=True, connect_timeout=5)
         self.dbname = f"taskdesk_test_{os.getpid()}"
         # Databases by slot: tests and module-wide fixtures each empty their own.
         self.slots: dict[str, str] = {}
+
+    @property
+    def admin(self) -> Any:
+        """A connection to the server's maintenance database (a new one after a restart)."""
+        import psycopg
+
+        if self._admin.closed or self._admin.broken:
+            self._admin = psycopg.connect(dbname=os.environ.get("PGDATABASE", "postgres"),
+                                          autocommit=True, connect_timeout=5)
+        return self._admin
 
     def url(self, dbname: str) -> str:
         # The password stays in PGPASSWORD (libpq reads it), never in a URL or a log.
@@ -97,6 +107,7 @@ class PgServer:
         command = self.restart_command()
         assert command is not None
         subprocess.run(command, check=True, capture_output=True, timeout=60)
+        self._admin.close()
 
     def close(self) -> None:
         for name in [*self.slots.values(), self.dbname]:
