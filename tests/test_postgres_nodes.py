@@ -126,7 +126,7 @@ def test_a_postgresql_restart_mid_run_loses_nothing(
     if pg_server.restart_command() is None:
         pytest.skip("the test server cannot be restarted from here (run under pg_virtualenv, "
                     "or set TASKDESK_TEST_PG_RESTART to a command that restarts it)")
-    proc, api = node(start_taskdesk, pg_url, "--work-delay", "0.02")
+    _, api = node(start_taskdesk, pg_url, "--work-delay", "0.02")
     accepted = api.submit_uppercase(150)
     pg_server.restart()
     # While it comes back some POSTs may be refused (503, naming the database); every one
