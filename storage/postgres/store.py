@@ -266,6 +266,11 @@ class PostgresTaskStore:
         after = list(dict.fromkeys(new.after))
         run_after = when if new.run_after is None else stored_time(new.run_after)
         key = new.idempotency_key
+        if key is None and not after:
+            # The common POST: stored with the other plain submissions of its batch.
+            return self._write(_PlainAdd((
+                task_id, searchable(new.action), quoted(new.action), new.data_json,
+                new.max_attempts, when, run_after, new.priority)))
 
         def known(conn: Conn) -> Added | None:
             rows = conn.execute(f"SELECT {TASK_COLUMNS}, request_hash FROM tasks "
@@ -705,6 +710,33 @@ class PostgresTaskStore:
         except StorageUnavailableError as exc:
             self.problem = str(exc)
             raise
+
+
+class _PlainAdd:
+    """A submission without idempotency key or dependencies: a write that a batch combines
+    with the others like it into one multi-row INSERT."""
+
+    _SQL = (
+        "INSERT INTO tasks (id, action, action_json, data, status, max_attempts, created_at, "
+        "run_after, priority) SELECT i, a, j, d, 'queued', m, c, r, p FROM unnest("
+        "%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::float8[], "
+        "%s::float8[], %s::int[]) WITH ORDINALITY AS u(i, a, j, d, m, c, r, p, n) ORDER BY n "
+        f"RETURNING {TASK_COLUMNS}"
+    )
+
+    def __init__(self, row: tuple[str, str, str | None, str, int, float, float, int]) -> None:
+        self.row = row
+
+    def __call__(self, conn: Conn, notes: Notes) -> Added:
+        return _PlainAdd.combine(conn, notes, [self])[0]
+
+    @staticmethod
+    def combine(conn: Conn, notes: Notes, writes: Sequence[_PlainAdd]) -> list[Added]:
+        columns = [list(c) for c in zip(*(w.row for w in writes), strict=True)]
+        stored = {t.id: t for t in tasks_from_rows(conn.execute(_PlainAdd._SQL,
+                                                                 columns).fetchall())}
+        notes.add(list(stored))
+        return [Added(stored[w.row[0]], created=True) for w in writes]
 
 
 def _waited_for(dep_id: str, dep_status: str) -> str:

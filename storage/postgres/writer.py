@@ -11,7 +11,10 @@ tasks they changed (or "resync" when that would not fit in a payload), and commi
 arriving meanwhile wait and one of them leads the next batch.
 
 A write is ``write(conn, changes)``: it runs its statements and adds the ids of the tasks it
-changed to *changes*. If any write of a batch fails, the transaction is rolled back and each
+changed to *changes*. A write may also have a ``combine`` attribute, ``combine(conn,
+changes, writes) -> results``: the writes of one batch with the same ``combine`` then run
+as one statement (every plain submission of a batch in one multi-row INSERT: one round trip
+for the batch instead of one per POST). If any write of a batch fails, the transaction is rolled back and each
 write of the batch is run again in a transaction of its own, so that one bad write fails
 alone. A batch whose connection died before it committed (the server restarted) is run once
 more on a fresh connection: nothing of it was committed. If the connection dies *during* the
@@ -157,7 +160,7 @@ class WriteBatcher:
             committing = False
             try:
                 with conn.transaction():
-                    results = [item.write(conn, changes) for item in batch]
+                    results = _run_all(conn, changes, [item.write for item in batch])
                     payload = changes.payload(self.node())
                     if payload is not None:
                         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
@@ -177,6 +180,31 @@ class WriteBatcher:
         if isinstance(exc, psycopg.Error):
             return self.db.translate(exc)
         return exc
+
+
+def _run_all(conn: psycopg.Connection[Any], changes: Changes, writes: list[Write[object]]
+             ) -> list[object]:
+    """Run *writes* in order, each group of combinable ones as one, where its first is."""
+    results: list[object] = [None] * len(writes)
+    groups: dict[object, list[int]] = {}
+    for i, write in enumerate(writes):
+        combine = getattr(write, "combine", None)
+        if combine is not None:
+            groups.setdefault(combine, []).append(i)
+    done: set[int] = set()
+    for i, write in enumerate(writes):
+        if i in done:
+            continue
+        combine = getattr(write, "combine", None)
+        if combine is None or len(groups[combine]) == 1:
+            results[i] = write(conn, changes)
+            continue
+        members = groups[combine]
+        for k, result in zip(members, combine(conn, changes, [writes[k] for k in members]),
+                             strict=True):
+            results[k] = result
+        done.update(members)
+    return results
 
 
 def _one_at_fault(exc: BaseException) -> bool:
