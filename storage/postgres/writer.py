@@ -12,13 +12,13 @@ arriving meanwhile wait and one of them leads the next batch.
 
 A write is ``write(conn, changes)``: it runs its statements and adds the ids of the tasks it
 changed to *changes*. A write may also have a ``combine`` attribute, ``combine(conn,
-changes, writes) -> results``: the writes of one batch with the same ``combine`` then run
-as one statement (every plain submission of a batch in one multi-row INSERT: one round trip
-for the batch instead of one per POST). If any write of a batch fails, the transaction is
-rolled back and each write of the batch is run again in a transaction of its own, so that
-one bad write fails alone. A batch whose connection died before it committed (the server restarted) is run once
-more on a fresh connection: nothing of it was committed. If the connection dies *during* the
-commit, PostgreSQL may or may not have committed it; the writes fail with
+changes, writes) -> results``: the writes of one batch with the same ``combine`` then run as
+one statement (every plain submission of a batch in one multi-row INSERT: one round trip for
+the batch instead of one per POST). If any write of a batch fails, the transaction is rolled
+back and each write of the batch is run again in a transaction of its own, so that one bad
+write fails alone. A batch whose connection died before it committed (the server restarted)
+is run once more on a fresh connection: nothing of it was committed. If the connection dies
+*during* the commit, PostgreSQL may or may not have committed it; the writes fail with
 StorageUnavailableError (a submission may then be stored although its caller heard 503: at
 least once, never lost).
 """
