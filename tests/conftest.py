@@ -104,6 +104,13 @@ def run_claimed(service: TaskService, task: Task) -> Task | None:
     return service.settle([service.run(task)], 0).finished[0]
 
 
+def count_rows(store: TaskStore) -> tuple[int, int]:
+    """(rows, distinct ids) in the tasks table, counted by SQL itself, not the kept counts."""
+    # Both backends' stores read with _read(sql): the same SQL on either.
+    rows, distinct = store._read("SELECT count(*), count(DISTINCT id) FROM tasks")[0]  # type: ignore[attr-defined]
+    return int(rows), int(distinct)
+
+
 def all_tasks(store: TaskStore) -> list[Task]:
     return store.page(TaskQuery(), 1_000_000)
 

@@ -341,6 +341,17 @@ class TestStoreContract:
     def test_get_unknown_is_none(self, store: TaskStore) -> None:
         assert store.get("no-such-id") is None
 
+    def test_ids_no_task_can_have_find_nothing_and_change_nothing(self, store: TaskStore
+                                                                  ) -> None:
+        task = add(store)
+        odd = ["a\x00b", "\x00", "é😀"]
+        assert [store.get(i) for i in odd] == [None, None, None]
+        assert store.page(TaskQuery(ids=[*odd, task.id]), 10) == [task]
+        assert store.cancel_many(odd, NOW) == [] and store.retry_many(odd, NOW) == []
+        assert store.delete_many(odd) == []
+        with pytest.raises(UnknownTasksError):
+            store.add(NewTask("x", "{}", 3, after=("a\x00b",)), NOW)
+
     def test_pages_newest_first_with_filters_search_ids_and_cursor(
         self, store: TaskStore
     ) -> None:

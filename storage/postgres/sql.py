@@ -46,6 +46,12 @@ def quoted(text: str | None) -> str | None:
     return None if text is None else str(encode_basestring(text))
 
 
+def possible_ids(task_ids: Sequence[str]) -> list[str]:
+    """*task_ids* without those no task can have: with a NUL, which PostgreSQL text cannot
+    hold (asking for one would be an error, not "no such task")."""
+    return [t for t in task_ids if "\x00" not in t]
+
+
 def searchable(text: str) -> str:
     """The `action` column's copy: PostgreSQL text cannot hold NUL."""
     return text.replace("\x00", "\ufffd")
@@ -93,7 +99,7 @@ def filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, list[
         params.extend([pattern + "%", "%" + pattern + "%"])
     if query.ids is not None:
         clauses.append("id = ANY(%s::text[])")
-        params.append(list(query.ids))
+        params.append(possible_ids(query.ids))
     if query.scheduled_after is not None:
         clauses.append("status = 'queued' AND run_after > %s")
         params.append(query.scheduled_after)

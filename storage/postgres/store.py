@@ -59,6 +59,7 @@ from storage.postgres.sql import (
     TASK_COLUMNS,
     TASK_JSON_SQL,
     filters,
+    possible_ids,
     quoted,
     searchable,
     task_columns,
@@ -318,7 +319,7 @@ class PostgresTaskStore:
     def _dependencies(conn: Conn, after: list[str]) -> tuple[int, tuple[str, str] | None]:
         """(how many of *after* are not completed, the first failed or cancelled one)."""
         found = dict(conn.execute("SELECT id, status FROM tasks WHERE id = ANY(%s::text[])",
-                                  (after,)).fetchall())
+                                  (possible_ids(after),)).fetchall())
         missing = [dep for dep in after if dep not in found]
         if missing:
             raise UnknownTasksError(missing)
@@ -486,7 +487,7 @@ class PostgresTaskStore:
 
     def cancel_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
         when = stored_time(now)
-        ids = list(task_ids)
+        ids = possible_ids(task_ids)
 
         def write(conn: Conn, notes: Notes) -> list[Task]:
             if not ids:
@@ -519,7 +520,7 @@ class PostgresTaskStore:
     )
 
     def retry_many(self, task_ids: Sequence[str], now: float) -> list[Task]:
-        params = (stored_time(now), list(task_ids))
+        params = (stored_time(now), possible_ids(task_ids))
 
         def write(conn: Conn, notes: Notes) -> list[Task]:
             retried = tasks_from_rows(conn.execute(self._RETRY, params).fetchall())
@@ -529,7 +530,7 @@ class PostgresTaskStore:
         return self._write(write) if task_ids else []
 
     def delete_many(self, task_ids: Sequence[str]) -> list[Task]:
-        ids = list(task_ids)
+        ids = possible_ids(task_ids)
 
         def write(conn: Conn, notes: Notes) -> list[Task]:
             rows = conn.execute(
@@ -642,6 +643,8 @@ class PostgresTaskStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
+        if "\x00" in task_id:
+            return None  # no task has such an id, and PostgreSQL text cannot hold a NUL
         rows = self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s", (task_id,))
         return task_from_row(rows[0]) if rows else None
 
@@ -705,6 +708,8 @@ class PostgresTaskStore:
                 for name, paused, last_due, last_task in rows}
 
     def read_log(self, task_id: str, offset: int, limit: int) -> LogSlice:
+        if not possible_ids([task_id]):
+            return LogSlice(b"", offset, offset)
         try:
             return self.logs.read(task_id, offset, limit)
         except StorageUnavailableError as exc:
