@@ -32,6 +32,7 @@ T = TypeVar("T")
 # How long a caller waits for a connection (the pool exhausted, the server unreachable)
 # before the store gives up with StorageUnavailableError: SQLite's busy timeout.
 CONNECT_TIMEOUT_SECONDS = 5.0
+RECONNECT_SECONDS = 10.0
 # SQLSTATEs of a server that cannot be written right now but may be later: read-only
 # transaction (a standby, default_transaction_read_only), and class 53 (disk full, out of
 # memory, too many connections) arrives as OperationalError anyway.
@@ -51,21 +52,24 @@ def connection_kwargs() -> dict[str, Any]:
 
 
 class Database:
-    def __init__(self, url: str, max_size: int) -> None:
+    def __init__(self, url: str, max_size: int, timeout: float | None = None) -> None:
         self.url = url
         self.location = redact(url)
+        self.timeout = CONNECT_TIMEOUT_SECONDS if timeout is None else timeout
         self.pool: ConnectionPool = ConnectionPool(
             url, kwargs=connection_kwargs(), min_size=min(2, max_size), max_size=max_size,
-            open=False, timeout=CONNECT_TIMEOUT_SECONDS, name="taskdesk",
-            # Reconnect attempts after the server went away go on in the background.
-            reconnect_timeout=24 * 3600.0,
+            open=False, timeout=self.timeout, name="taskdesk",
+            # After the server went away the pool retries in the background, waiting twice as
+            # long each time; giving a series up after 10 s (the next request starts a new
+            # one, from a 1 s wait) keeps it from sleeping for minutes once the server is back.
+            reconnect_timeout=RECONNECT_SECONDS,
         )
 
     def open(self) -> None:
         """Open the pool, waiting for a first connection: DatabaseError naming the database
         when there is none to be had."""
         try:
-            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+            self.pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout:
             problem = self.connect_problem()
             self.pool.close()
@@ -129,7 +133,7 @@ class Database:
     def unavailable(self, exc: BaseException) -> StorageUnavailableError:
         if isinstance(exc, PoolTimeout):
             detail = self.connect_problem() if self.pool.get_stats().get("pool_size", 0) == 0 \
-                else f"no connection free within {CONNECT_TIMEOUT_SECONDS:g} s"
+                else f"no connection free within {self.timeout:g} s"
         else:
             detail = scrub(" ".join(str(exc).split()), self.url) or type(exc).__name__
         return StorageUnavailableError(f"cannot use database {self.location}: {detail}")

@@ -85,11 +85,12 @@ _CANCELLED = "to_json('cancelled while running'::text)::text"
 class PostgresTaskStore:
     """See storage.contract.TaskStore for what each operation promises."""
 
-    def __init__(self, url: str, *, lease: float = 30.0, max_connections: int | None = None
-                 ) -> None:
+    def __init__(self, url: str, *, lease: float = 30.0, max_connections: int | None = None,
+                 timeout: float | None = None) -> None:
         """A store on an already migrated database, registered as a node and running its
-        listener and housekeeping; ``open`` migrates first."""
-        self.db = Database(url, max_connections or BASE_CONNECTIONS)
+        listener and housekeeping; ``open`` migrates first. *timeout*: how long a call waits
+        for a connection before StorageUnavailableError (5 s)."""
+        self.db = Database(url, max_connections or BASE_CONNECTIONS, timeout)
         self.location = self.db.location
         self.shared = True
         self.migrated = (0, 0)
