@@ -6,6 +6,7 @@ naming it, on /health with this node, until it is back and work resumes by itsel
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from service.api_server import ApiServer
 from service.events import EventKind, TaskEvent
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import TaskStatus
+from storage import StorageUnavailableError, TaskStatus
 from storage.postgres import PostgresTaskStore
 from tests.conftest import Client, claim_task
 from tests.postgres_server import PgServer
@@ -127,6 +128,12 @@ def test_an_unreachable_database_is_503_naming_it_and_work_resumes_by_itself(
         refused = client.post("/tasks", {"action": "uppercase", "data": {"text": "b"}})
         assert refused.status == 503
         assert store.location in refused.json()["error"]
+        # Once a wait has run out, the next reads fail fast (the window reads on its GUI
+        # thread): well within the 1 s this store waits for a connection.
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailableError):
+            service.counts()
+        assert time.monotonic() - started < 0.9
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["node"] == store.identity
         assert any(store.location in p for p in health["problems"])

@@ -13,6 +13,7 @@ died (the server restarted) is tried once more on a fresh connection: reads chan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,10 @@ T = TypeVar("T")
 # How long a caller waits for a connection (the pool exhausted, the server unreachable)
 # before the store gives up with StorageUnavailableError: SQLite's busy timeout.
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Once a wait has run out, later callers wait only this long until a connection is had
+# again: the window reads on its GUI thread, which must not freeze 5 s per read while the
+# server is away (the pool keeps reconnecting in the background meanwhile).
+DOWN_TIMEOUT_SECONDS = 0.1
 RECONNECT_SECONDS = 10.0
 # SQLSTATEs of a server that cannot be written right now but may be later: read-only
 # transaction (a standby, default_transaction_read_only), and class 53 (disk full, out of
@@ -56,6 +61,10 @@ class Database:
         self.url = url
         self.location = redact(url)
         self.timeout = CONNECT_TIMEOUT_SECONDS if timeout is None else timeout
+        self.down = False  # the last wait for a connection ran out
+        # Why the last connection of our own (the listener's) could not be made, if it
+        # could not: what a pool timeout is most likely about.
+        self.connect_error: str | None = None
         self.pool: ConnectionPool = ConnectionPool(
             url, kwargs=connection_kwargs(), min_size=min(2, max_size), max_size=max_size,
             open=False, timeout=self.timeout, name="taskdesk",
@@ -67,22 +76,26 @@ class Database:
 
     def open(self) -> None:
         """Open the pool, waiting for a first connection: DatabaseError naming the database
-        when there is none to be had."""
-        try:
-            self.pool.open(wait=True, timeout=self.timeout)
-        except PoolTimeout:
-            problem = self.connect_problem()
-            self.pool.close()
-            raise DatabaseError(f"cannot connect to database {self.location}: {problem}"
-                                ) from None
+        when there is none to be had (at once when the server refuses one, with its
+        reason, rather than after the pool's wait)."""
+        problem = self.connect_problem()
+        if problem is None:
+            try:
+                self.pool.open(wait=True, timeout=self.timeout)
+                return
+            except PoolTimeout:
+                problem = self.connect_problem() or "no connection within the timeout"
+        self.pool.close()
+        raise DatabaseError(f"cannot connect to database {self.location}: {problem}")
 
-    def connect_problem(self) -> str:
-        """Why a connection cannot be made now, in libpq's words (without the password)."""
+    def connect_problem(self) -> str | None:
+        """Why a connection cannot be made now, in libpq's words (without the password);
+        None when one can."""
         try:
             psycopg.connect(self.url, **connection_kwargs()).close()
         except psycopg.Error as exc:
-            return scrub(str(exc).strip(), self.url)
-        return "no connection was free"
+            return scrub(" ".join(str(exc).split()), self.url)
+        return None
 
     def close(self) -> None:
         self.pool.close()
@@ -90,14 +103,25 @@ class Database:
     def connect(self) -> psycopg.Connection[Any]:
         """A connection of its own, outside the pool (the listener holds one for good)."""
         try:
-            return psycopg.connect(self.url, **connection_kwargs())
+            conn = psycopg.connect(self.url, **connection_kwargs())
         except psycopg.Error as exc:
+            self.connect_error = scrub(" ".join(str(exc).split()), self.url)
             raise self.unavailable(exc) from exc
+        self.connect_error = None
+        return conn
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection for the block; PoolTimeout when none is free in time."""
-        with self.pool.connection() as conn:
+        cm = self.pool.connection(DOWN_TIMEOUT_SECONDS if self.down else self.timeout)
+        try:
+            conn = cm.__enter__()
+        except PoolTimeout:
+            self.down = True
+            raise
+        self.down = False
+        with contextlib.ExitStack() as stack:
+            stack.push(cm)
             yield conn
 
     def read(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[Any]:
@@ -132,8 +156,9 @@ class Database:
 
     def unavailable(self, exc: BaseException) -> StorageUnavailableError:
         if isinstance(exc, PoolTimeout):
-            detail = self.connect_problem() if self.pool.get_stats().get("pool_size", 0) == 0 \
-                else f"no connection free within {self.timeout:g} s"
+            detail = f"no connection within {self.timeout:g} s"
+            if self.connect_error:
+                detail += f" ({self.connect_error})"
         else:
             detail = scrub(" ".join(str(exc).split()), self.url) or type(exc).__name__
         return StorageUnavailableError(f"cannot use database {self.location}: {detail}")
