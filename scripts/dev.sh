@@ -94,11 +94,13 @@ case "$cmd" in
     exec .venv/bin/python -m pytest "$@"
     ;;
   bench)
-    # wrk generates the HTTP load from a separate process.
-    ensure_debs "${QT_DEBS[@]}" wrk
+    # wrk generates the HTTP load from a separate process; cases 8-10 need PostgreSQL.
+    ensure_debs "${QT_DEBS[@]}" wrk postgresql postgresql-common
     ensure_venv "test,bench"
     export QT_QPA_PLATFORM=offscreen
-    exec .venv/bin/python -m benchmarks "$@"
+    # A throw-away cluster as for the tests, but with fsync on (pg_virtualenv turns it off):
+    # commits are then as durable, and as costly, as on a real server.
+    exec pg_virtualenv -t -o fsync=on -- .venv/bin/python -m benchmarks "$@"
     ;;
   *)
     echo "usage: scripts/dev.sh run|test|bench|setup [args]" >&2
