@@ -17,6 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
@@ -118,7 +119,7 @@ class Engine:
 
 def open_engine(settings: Settings) -> Engine:
     """Load the actions, open the database and recover unfinished work; nothing runs yet."""
-    log.info("Taskdesk %s, database %s", VERSION, settings.db)
+    log.info("Taskdesk %s, database %s", VERSION, settings.db_location)
     reaper = ProcessReaper(run_folder(settings.db))
     try:
         actions = load_actions(
@@ -141,7 +142,8 @@ def open_engine(settings: Settings) -> Engine:
         log.info("actions of your own can start programs: the API requires the token in %s",
                  path)
     try:
-        store = open_store(settings.db, synchronous=settings.synchronous)  # type: ignore[arg-type]
+        store = open_store(settings.db, synchronous=settings.synchronous,  # type: ignore[arg-type]
+                           lease=settings.lease)
     except DatabaseError as exc:
         raise StartupError(str(exc)) from exc
     # Under the instance lock: commands a Taskdesk killed -9 left behind are ours to end.
@@ -150,6 +152,9 @@ def open_engine(settings: Settings) -> Engine:
     before, after = store.migrated
     if before != after:
         log.info("database migrated from schema version %d to %d", before, after)
+    if store.shared:
+        log.info("this Taskdesk is %s on a shared database (lease %g s)", store.identity,
+                 settings.lease)
     service = TaskService(store, actions.registry, max_attempts=settings.max_attempts,
                           backoff_base=settings.retry_backoff,
                           task_timeout=settings.task_timeout, kill_grace=settings.kill_grace)
@@ -277,7 +282,7 @@ def run_window(settings: Settings) -> int:
     def show(app: QCoreApplication, engine: Engine, signals: SignalQuit) -> None:
         info = AppInfo(
             version=VERSION,
-            db_path=settings.db,
+            db_path=settings.db if isinstance(settings.db, Path) else settings.db_location,
             api_url=engine.api.url if engine.api else None,
             api_error=engine.api_error,
             token=engine.token,

@@ -406,10 +406,31 @@ def case_7(plan: Plan) -> list[Row]:
     ]
 
 
+# PostgreSQL (benchmarks/pg_cases.py): a server named by the PG* variables.
+def case_8(plan: Plan) -> list[Row]:
+    from benchmarks import pg_cases
+
+    return pg_cases.case_8(plan, alternate, say)
+
+
+def case_9(plan: Plan) -> list[Row]:
+    from benchmarks import pg_cases
+
+    return pg_cases.case_9(plan, alternate, say)
+
+
+def case_10(plan: Plan) -> list[Row]:
+    from benchmarks import pg_cases
+
+    return pg_cases.case_10(plan, alternate, say)
+
+
 CASE_NAMES = {
     1: "1 in-process", 2: "2 tutorial", 3: "3 HTTP submit", 4: "4 HTTP pipeline",
-    5: "5 reads", 6: "6 window", 7: "7 memory",
+    5: "5 reads", 6: "6 window", 7: "7 memory", 8: "8 nodes", 9: "9 vs procrastinate",
+    10: "10 POST on PostgreSQL",
 }
 CASES: dict[int, Callable[[Plan], list[Row]]] = {
     1: case_1, 2: case_2, 3: case_3, 4: case_4, 5: case_5, 6: case_6, 7: case_7,
+    8: case_8, 9: case_9, 10: case_10,
 }

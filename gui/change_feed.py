@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from service.events import TaskEvent
+from service.events import EventKind, TaskEvent
 from service.task_service import TaskService
 
 DEFAULT_INTERVAL_MS = 100
@@ -35,6 +35,9 @@ BUSY_FACTOR = 5  # refreshing may take at most 1/BUSY_FACTOR of the GUI thread's
 class ChangeFeed(QObject):
     # dict[str, int]: changed task id → its seq (the table's paging cursor)
     changed = Signal(object)
+    # Another instance sharing the database changed more than it could name (or contact
+    # with the database was lost for a while): re-read everything shown.
+    resync = Signal()
 
     def __init__(
         self,
@@ -51,12 +54,15 @@ class ChangeFeed(QObject):
         self._max_interval_ms = max(max_interval_ms, interval_ms)
         pending: deque[tuple[str, int]] = deque()
         self._pending = pending
+        resync = self._resync = [False]
 
         # A closure over the deque alone, not a bound method: it runs on other threads and
         # must not keep or touch this QObject.
         def listener(event: TaskEvent) -> None:
             if event.task is not None:
                 pending.append((event.task.id, event.task.seq))
+            elif event.kind == EventKind.RESYNC:
+                resync[0] = True
 
         self._unsubscribe = service.subscribe(listener)
         self._timer = QTimer(self)
@@ -75,10 +81,14 @@ class ChangeFeed(QObject):
         while pending:
             task_id, seq = pending.popleft()
             changed[task_id] = seq
-        if not changed:
+        resync, self._resync[0] = self._resync[0], False
+        if not changed and not resync:
             return
         started = self._perf_counter()
-        self.changed.emit(changed)
+        if changed:
+            self.changed.emit(changed)
+        if resync:
+            self.resync.emit()
         spent_ms = (self._perf_counter() - started) * 1000
         interval = int(min(self._max_interval_ms, max(self._interval_ms, spent_ms * BUSY_FACTOR)))
         if interval != self._timer.interval():

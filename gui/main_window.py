@@ -60,6 +60,7 @@ from gui.compose_panel import ComposePanel
 from gui.database_status import DatabaseStatus
 from gui.details_panel import DetailsPanel
 from gui.filter_bar import FilterBar
+from gui.nodes_panel import NodesPanel
 from gui.notifications import Notifier, StatusBarSink
 from gui.preferences import Preferences
 from gui.preferences_dialog import PreferencesDialog
@@ -81,7 +82,7 @@ ICON_PATH = Path(resources.__file__).with_name("taskdesk.svg")
 @dataclass
 class AppInfo:
     version: str
-    db_path: Path
+    db_path: Path | str  # a file, or a PostgreSQL URL without its password
     api_url: str | None
     api_error: str | None
     token: str | None
@@ -116,7 +117,8 @@ class MainWindow(QMainWindow):
         self._settings = settings if settings is not None else QSettings()
         self._closed_down = False
 
-        self.setWindowTitle(f"Taskdesk — {info.db_path.name}")
+        name = info.db_path.name if isinstance(info.db_path, Path) else info.db_path
+        self.setWindowTitle(f"Taskdesk — {name}")
         if ICON_PATH.exists():
             self.setWindowIcon(QIcon(str(ICON_PATH)))
 
@@ -133,6 +135,11 @@ class MainWindow(QMainWindow):
                                      str(info.db_path), info.load_problems)
         self.feed = ChangeFeed(service, self)
         self._build_desktop_parts(tray_icon)
+        # Several instances on one database: how many are alive, and a list of them.
+        self.nodes: NodesPanel | None = None
+        if service.store.shared:
+            self.nodes = NodesPanel(service, self.statusBar(), self)
+            self.addDockWidget(self.nodes.area(), self.nodes.dock)
         self.stats_timer = QTimer(self)
         self.stats_timer.setInterval(STATS_INTERVAL_MS)
         self._filter_pending = False  # the filter bar's choice is not yet shown (a fault)
@@ -220,6 +227,9 @@ class MainWindow(QMainWindow):
         task_menu.addSeparator()
         for action in (actions.copy_id_action, actions.copy_curl_action):
             task_menu.addAction(action)
+        if self.nodes is not None:
+            view_menu = menu_bar.addMenu("&View")
+            view_menu.addAction(self.nodes.dock.toggleViewAction())
 
         # The table's right-click menu: the same actions, so shortcuts and states agree.
         separator = QAction(self)
@@ -235,7 +245,10 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.feed.changed.connect(self._on_changes)
+        self.feed.resync.connect(self._on_resync)
         self.stats_timer.timeout.connect(self._refresh_stats)
+        if self.nodes is not None:
+            self.stats_timer.timeout.connect(self.nodes.refresh)
         self.filter_bar.status_changed.connect(self._apply_filter)
         self.filter_bar.search_changed.connect(self._apply_filter)
         self.compose.submitted.connect(self.refresh_now)
@@ -282,6 +295,10 @@ class MainWindow(QMainWindow):
         self._refresh_counts()
         self._refresh_status_bar()
         self._on_selection()
+
+    def _on_resync(self) -> None:
+        # Another instance changed more than it could name: re-read every loaded row.
+        self._on_changes({task.id: task.seq for task in self.model.tasks()})
 
     def _refresh_counts(self) -> None:
         self.filter_bar.set_counts(self.service.count_by_status(self.model.search))

@@ -18,9 +18,11 @@ QT_DEBS=(libglib2.0-0 libgl1 libegl1 libxkbcommon0 libx11-6 libfreetype6 libfont
 XCB_DEBS=(libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
           libxcb-xkb1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-xfixes0 libx11-xcb1)
 PY_DEBS=(python3 python3-venv)
-# Only for the tests: the headless browser tests/test_browser_security.py drives, and the
-# validator tests/test_desktop_entry.py checks the desktop entry with.
-TEST_DEBS=(chromium desktop-file-utils)
+# Only for the tests: the headless browser tests/test_browser_security.py drives, the
+# validator tests/test_desktop_entry.py checks the desktop entry with, and PostgreSQL for the
+# tests of several instances on one database (pg_virtualenv, from postgresql-common, runs the
+# suite beside a throw-away cluster).
+TEST_DEBS=(chromium desktop-file-utils postgresql postgresql-common)
 
 say() { printf 'taskdesk setup: %s\n' "$*" >&2; }
 
@@ -82,14 +84,24 @@ case "$cmd" in
     say "mypy"
     .venv/bin/mypy
     say "pytest"
+    if command -v pg_virtualenv >/dev/null; then
+      # A throw-away cluster for the suite, in a temporary folder: pg_virtualenv sets PGHOST,
+      # PGPORT, PGUSER, PGPASSWORD and PGDATABASE for the tests and drops the cluster however
+      # the command ends (its trap covers exit, INT, TERM and HUP).
+      say "with a throw-away PostgreSQL cluster (pg_virtualenv)"
+      exec pg_virtualenv -t -- .venv/bin/python -m pytest "$@"
+    fi
+    say "PostgreSQL is not installed: its tests will skip (fail with CI=true)"
     exec .venv/bin/python -m pytest "$@"
     ;;
   bench)
-    # wrk generates the HTTP load from a separate process.
-    ensure_debs "${QT_DEBS[@]}" wrk
+    # wrk generates the HTTP load from a separate process; cases 8-10 need PostgreSQL.
+    ensure_debs "${QT_DEBS[@]}" wrk postgresql postgresql-common
     ensure_venv "test,bench"
     export QT_QPA_PLATFORM=offscreen
-    exec .venv/bin/python -m benchmarks "$@"
+    # A throw-away cluster as for the tests, but with fsync on (pg_virtualenv turns it off):
+    # commits are then as durable, and as costly, as on a real server.
+    exec pg_virtualenv -t -o fsync=on -- .venv/bin/python -m benchmarks "$@"
     ;;
   *)
     echo "usage: scripts/dev.sh run|test|bench|setup [args]" >&2

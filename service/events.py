@@ -25,12 +25,18 @@ class EventKind(StrEnum):
     DELETED = "deleted"  # the event's task is the task as it was
     PAUSED = "paused"  # the queue as a whole: the event has no task
     RESUMED = "resumed"
+    # Another instance sharing the database changed the task (the event's task, re-read).
+    CHANGED_ELSEWHERE = "changed_elsewhere"
+    # Anything may have changed (another instance changed too much to name, or contact with
+    # the database was lost for a while): re-read what you show. The event has no task.
+    RESYNC = "resync"
 
 
 # Changes after which a queued task may be ready to run (workers listen for these).
 NEW_WORK: frozenset[EventKind] = frozenset({
     EventKind.SUBMITTED, EventKind.SUBMITTED_MANY, EventKind.RETRIED, EventKind.REQUEUED,
-    EventKind.RELEASED, EventKind.READY, EventKind.RESUMED,
+    EventKind.RELEASED, EventKind.READY, EventKind.RESUMED, EventKind.CHANGED_ELSEWHERE,
+    EventKind.RESYNC,
 })
 
 
@@ -41,7 +47,7 @@ class TaskEvent:
     SUBMITTED_MANY)."""
 
     kind: EventKind
-    task: Task | None  # None only for events of the queue as a whole (PAUSED, RESUMED)
+    task: Task | None  # None only for events of the queue as a whole (PAUSED, RESUMED, RESYNC)
     count: int = 1
     # SUBMITTED_MANY: the ids of the batch, oldest first (its copies differ only by id), so a
     # subscriber can report every task without reading them back (service/event_log.py).

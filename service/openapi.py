@@ -229,7 +229,8 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
             "title": "Taskdesk",
             "version": version,
             "description": "A durable task queue: every accepted task is stored in SQLite "
-            "before the API answers, and workers run queued tasks oldest first.",
+            "(or a PostgreSQL database shared by several instances) before the API answers, "
+            "and workers run queued tasks oldest first.",
         },
         "paths": {
             "/tasks": {
@@ -406,6 +407,19 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                 },
             },
             "/events": _events_path(),
+            "/nodes": {
+                "get": {
+                    "operationId": "listNodes",
+                    "summary": "The Taskdesk instances sharing the database",
+                    "description": "On PostgreSQL, every instance registered on the database, "
+                    "oldest first, with its heartbeat and running tasks; on SQLite (one "
+                    "instance per file), this instance alone.",
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/NodeList"}, "The nodes"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -537,9 +551,42 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                         },
                     },
                 },
+                "Node": {
+                    "type": "object",
+                    "required": ["id", "host", "pid", "api_url", "started_at", "heartbeat_at",
+                                 "alive", "current", "running"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "host": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "api_url": {"type": ["string", "null"]},
+                        "started_at": {"type": "number", "description": "Unix seconds, "
+                                       "database clock"},
+                        "heartbeat_at": {"type": "number", "description": "Unix seconds, "
+                                         "database clock"},
+                        "alive": {"type": "boolean",
+                                  "description": "Its last heartbeat is within its lease"},
+                        "current": {"type": "boolean", "description": "The instance answering"},
+                        "running": {"type": "array", "items": {"type": "string"},
+                                    "description": "Ids of the tasks it runs now"},
+                    },
+                },
+                "NodeList": {
+                    "type": "object",
+                    "required": ["nodes", "alive", "shared"],
+                    "properties": {
+                        "nodes": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/Node"}},
+                        "alive": {"type": "integer", "minimum": 0},
+                        "shared": {"type": "boolean",
+                                   "description": "Several instances may use the database "
+                                   "(PostgreSQL)"},
+                    },
+                },
                 "Health": {
                     "type": "object",
-                    "required": ["status", "problems", "version", "workers"],
+                    "required": ["status", "problems", "version", "workers", "node",
+                                 "database"],
                     "properties": {
                         "status": {"type": "string", "enum": ["ok", "degraded"]},
                         "problems": {
@@ -550,6 +597,11 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                         },
                         "version": {"type": "string"},
                         "workers": {"$ref": "#/components/schemas/Workers"},
+                        "node": {"type": "string",
+                                 "description": "This instance, e.g. `node 7 (host, pid "
+                                 "4242)` on PostgreSQL"},
+                        "database": {"type": "string",
+                                     "description": "The database (a URL without password)"},
                     },
                 },
             },

@@ -30,6 +30,7 @@ import click
 
 from service.paths import default_actions_file, default_db_path, default_plugins_folder
 from service.version import VERSION
+from storage import describe_location, is_postgres_url
 
 if TYPE_CHECKING:
     # Generic in recent click (8.5), which mypy checks against; 8.1 to 8.3 cannot subscript it.
@@ -49,7 +50,7 @@ class Settings:
     headless: bool
     host: str
     port: int
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL (str)
     workers: int
     prefetch: int
     work_delay: float
@@ -64,10 +65,16 @@ class Settings:
     plugins: Path
     no_plugins: bool
     kill_grace: float
+    lease: float
 
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def db_location(self) -> str:
+        """The database as logs and messages show it (a URL without its password)."""
+        return describe_location(self.db)
 
 
 def is_loopback(host: str) -> bool:
@@ -151,6 +158,31 @@ FILE = Kind(click.Path(path_type=Path, readable=False), "a file path", "FILE",
             accepts=(str, os.PathLike))
 
 
+class DatabaseKind(Kind):
+    """A SQLite file path (as FILE), or a PostgreSQL URL kept as text. A refused URL is
+    shown without its password."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and is_postgres_url(value):
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(value)
+                ok = bool(parts.hostname or parts.path.strip("/")) and (parts.port or 1) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                self.refuse(describe_location(value), param, ctx)
+            return value
+        return super().convert(value, param, ctx)
+
+
+DATABASE = DatabaseKind(click.Path(path_type=Path, readable=False),
+                        "a file path or a postgresql://user@host:port/dbname URL",
+                        "FILE|URL", accepts=(str, os.PathLike))
+
+
 # -- the options -----------------------------------------------------------------------------
 
 
@@ -198,7 +230,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", text("a host name or IP address", "HOST"), "127.0.0.1",
             "address the API listens on; anything beyond loopback requires --token"),
     Setting("port", integer(0, 65535), 8080, "API port; 0 picks a free one"),
-    Setting("db", FILE, default_db_path, "SQLite database file",
+    Setting("db", DATABASE, default_db_path,
+            "SQLite database file, or postgresql://user@host:port/dbname to share one "
+            "PostgreSQL database with other Taskdesk instances",
             default_text=str(default_db_path())),
     Setting("workers", integer(1, 64), 2, "worker threads"),
     Setting("prefetch", integer(1, 10000), 64, "task ids held in memory ahead of the workers"),
@@ -231,6 +265,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kill_grace", seconds(0, 3600), 5.0,
             "seconds a stopped command gets between SIGTERM and SIGKILL, and a Python action "
             "between being cancelled and being given up on"),
+    Setting("lease", seconds(1, 3600), 30.0,
+            "PostgreSQL only: seconds without a heartbeat after which this instance counts "
+            "as dead and its running tasks go to other instances (it beats every lease/3)"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -304,7 +341,8 @@ HELP = ("Taskdesk: a desktop task queue with an embedded REST API. Every option 
 def settings_from_context(ctx: click.Context) -> Settings:
     """The Settings of a command that has the options; refuses an exposed API without token."""
     values = {s.name: ctx.params[s.name] for s in SETTINGS}
-    values["db"] = Path(values["db"]).expanduser()
+    if not is_postgres_url(values["db"]):
+        values["db"] = Path(values["db"]).expanduser()
     values["token"] = values["token"] or None
     settings = Settings(**values)
     if not settings.loopback and settings.token is None:

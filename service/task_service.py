@@ -42,10 +42,13 @@ from storage import (
     CANCELLABLE,
     RETRYABLE,
     Added,
+    Changes,
+    DatabaseError,
     Finish,
     IdempotencyConflictError,
     LogSlice,
     NewTask,
+    NodeInfo,
     Progress,
     Settled,
     Task,
@@ -111,6 +114,8 @@ class TaskService:
         # The attempts running in this process, by task id: a cancel reaches them here.
         self._running: dict[str, TaskContext] = {}
         self._running_lock = threading.Lock()
+        # Other instances sharing the database: their changes become events here too.
+        self._unwatch = store.watch(self._changed_elsewhere)
 
     def now(self) -> float:
         return self.clock()
@@ -136,6 +141,37 @@ class TaskService:
                 listener(event)
             except Exception:  # a broken subscriber must not undo a stored change
                 log.exception("task event listener failed")
+
+    def _changed_elsewhere(self, changes: Changes | None) -> None:
+        """What other instances changed (on the store's listener thread): each task re-read
+        and told as CHANGED_ELSEWHERE (CANCEL_REQUESTED when it is running and was asked to
+        stop, so that whoever runs it here learns it), a pause or resume as PAUSED/RESUMED,
+        and None (or a task deleted meanwhile) as one RESYNC."""
+        try:
+            if changes is None or changes.queue:
+                if changes is None:
+                    self._emit_queue(EventKind.RESYNC)
+                self._emit_queue(EventKind.PAUSED if self.store.paused() else EventKind.RESUMED)
+                if changes is None:
+                    return
+            ids = list(dict.fromkeys(changes.task_ids))
+            if not ids:
+                return
+            tasks = self.store.page(TaskQuery(ids=ids), len(ids))
+            for task in tasks:
+                asked = task.status == TaskStatus.RUNNING and task.cancel_requested
+                if asked:  # if it runs here, its action is asked to stop
+                    self.stop_running(task.id)
+                self._emit(EventKind.CANCEL_REQUESTED if asked else EventKind.CHANGED_ELSEWHERE,
+                           task)
+            if len(tasks) < len(ids):  # deleted elsewhere: no task left to tell about
+                self._emit_queue(EventKind.RESYNC)
+        except DatabaseError as exc:  # the listener tells us again (None) once it is back
+            log.debug("cannot re-read what another instance changed: %s", exc)
+
+    def nodes(self) -> list[NodeInfo]:
+        """The instances sharing the database (just this one on SQLite)."""
+        return self.store.nodes()
 
     # -- submissions --------------------------------------------------------------------------
 

@@ -28,9 +28,11 @@ from storage.models import (
     RETRYABLE,
     STATUSES,
     Added,
+    Changes,
     Finish,
     LogSlice,
     NewTask,
+    NodeInfo,
     Progress,
     ScheduleState,
     Task,
@@ -44,15 +46,37 @@ from storage.models import (
 Synchronous = Literal["full", "normal"]
 
 
-def open_store(location: Path, *, synchronous: Synchronous = "full") -> TaskStore:
-    """Open (creating and migrating as needed) the store at *location* for this instance.
+def is_postgres_url(location: Path | str) -> bool:
+    """Whether *location* names a PostgreSQL database (``postgresql://…``) rather than a file."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def describe_location(location: Path | str) -> str:
+    """*location* as messages and logs show it: a PostgreSQL URL without its password."""
+    if is_postgres_url(location):
+        from storage.postgres.url import redact
+
+        return redact(str(location))
+    return str(location)
+
+
+def open_store(location: Path | str, *, synchronous: Synchronous = "full",
+               lease: float = 30.0) -> TaskStore:
+    """Open (creating and migrating as needed) the store at *location* for this instance: a
+    SQLite file, or a PostgreSQL database given as a ``postgresql://`` URL (shared by every
+    instance pointed at it; *lease*: seconds without a heartbeat after which this instance
+    counts as dead and its running tasks are handed to others).
 
     Raises DatabaseError naming the database and what is wrong; a database it refuses is left
     as it was. ``store.migrated`` says (schema version before, after).
     """
+    if is_postgres_url(location):
+        from storage.postgres import PostgresTaskStore
+
+        return PostgresTaskStore.open(str(location), lease=lease)
     from storage.sqlite import SqliteTaskStore
 
-    return SqliteTaskStore.open(location, synchronous)
+    return SqliteTaskStore.open(Path(location), synchronous)
 
 
 __all__ = [
@@ -62,6 +86,7 @@ __all__ = [
     "RETRYABLE",
     "STATUSES",
     "Added",
+    "Changes",
     "DatabaseDamagedError",
     "DatabaseError",
     "DatabaseInUseError",
@@ -70,6 +95,7 @@ __all__ = [
     "LogSlice",
     "MigrationError",
     "NewTask",
+    "NodeInfo",
     "Progress",
     "ScheduleState",
     "SchemaTooNewError",
@@ -81,7 +107,9 @@ __all__ = [
     "TaskStatus",
     "TaskStore",
     "UnknownTasksError",
+    "describe_location",
     "describe_statuses",
+    "is_postgres_url",
     "open_store",
     "parse_status",
     "stored_time",

@@ -24,9 +24,11 @@ from typing import Protocol
 
 from storage.models import (
     Added,
+    Changes,
     Finish,
     LogSlice,
     NewTask,
+    NodeInfo,
     Progress,
     ScheduleState,
     Task,
@@ -59,13 +61,28 @@ class TaskStore(Protocol):
     on_damage: Callable[[str], None] | None
     # The schema version before and after opening migrated it.
     migrated: tuple[int, int]
+    # Whether other instances may use the database at the same time (and so change tasks
+    # under this one, and run nodes of their own).
+    shared: bool
+
+    @property
+    def identity(self) -> str:
+        """This instance as messages name it: "node 7 (host, pid 4242)"."""
 
     def close(self) -> None:
         """Release every connection and lock; call once every thread using the store is
         done."""
 
     def announce(self, api_url: str | None) -> None:
-        """Record this instance's API address, for a second instance's refusal message."""
+        """Record this instance's API address, for a second instance's refusal message and
+        for ``nodes``."""
+
+    def watch(self, listener: Callable[[Changes | None], None]) -> Callable[[], None]:
+        """Call *listener* with what other instances change, once committed, for as long as
+        the store is open; returns a function that stops it. None means "anything may have
+        changed": re-read everything (after the store lost contact with the database, and
+        every few seconds while it has none). The listener runs on a thread of the store's:
+        it must be quick and must not raise. A store no one else can use never calls it."""
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -129,7 +146,10 @@ class TaskStore(Protocol):
 
     def append_log(self, task_id: str, data: bytes) -> None:
         """Add *data* to the end of the task's log; the log keeps at most its last
-        MAX_LOG_BYTES (storage.models) bytes."""
+        MAX_LOG_BYTES (storage.models) bytes. Unlike other writes, an append may be held
+        back for up to a quarter of a second to be stored with the next ones (a command
+        printing line by line must not cost a commit per line); ``read_log`` on this store
+        and ``close`` store what is held first."""
 
     def shift_retry_times(self, seconds: float, after: float) -> int:
         """Move ``run_after`` of queued tasks due after *after* by *seconds* (the wall clock
@@ -139,7 +159,8 @@ class TaskStore(Protocol):
         """Make tasks whose runner is gone runnable again: back to queued with their
         interrupted attempt counted, or failed when that was their last attempt (cancelled
         when cancellation was requested). Return how many. Call at start-up, before any
-        worker of this instance claims."""
+        worker of this instance claims. Tasks run by other instances that are still alive
+        are never touched."""
 
     def set_paused(self, paused: bool) -> None:
         """Pause (nothing is claimed) or resume the queue, for every instance, durably."""
@@ -177,6 +198,9 @@ class TaskStore(Protocol):
     def paused(self) -> bool: ...
 
     def schedule_states(self) -> dict[str, ScheduleState]: ...
+
+    def nodes(self) -> list[NodeInfo]:
+        """The instances using the database, oldest first, this one included."""
 
     def read_log(self, task_id: str, offset: int, limit: int) -> LogSlice:
         """At most *limit* bytes of the task's log from byte *offset* (of everything it ever

@@ -166,6 +166,32 @@ class ScheduleState:
     last_task_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What another instance sharing the database changed (``TaskStore.watch``): the tasks
+    it changed (created, moved, deleted), and whether it paused or resumed the queue."""
+
+    task_ids: tuple[str, ...] = ()
+    queue: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """An instance of Taskdesk using the database (``TaskStore.nodes``). Times are Unix
+    seconds on the database's clock; *alive*: its last heartbeat is within its lease;
+    *current*: this instance; *running*: ids of the tasks it runs now."""
+
+    id: str
+    host: str
+    pid: int
+    api_url: str | None
+    started_at: float
+    heartbeat_at: float
+    alive: bool
+    current: bool
+    running: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Task:
     seq: int  # insertion order; a stable cursor for paging (not part of the API)

@@ -1,4 +1,9 @@
-"""Shared fixtures: real SQLite files in temporary folders, real workers, real HTTP on port 0."""
+"""Shared fixtures: real SQLite files in temporary folders (or a real PostgreSQL database),
+real workers, real HTTP on port 0.
+
+A module marked ``pytestmark = pytest.mark.backends`` runs every test on both backends: its
+``backend`` fixture is "sqlite" and then "postgres", and ``store``, ``service``, ``served``
+and the rest follow it. Other modules run on SQLite only."""
 
 from __future__ import annotations
 
@@ -20,10 +25,40 @@ from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import Task, TaskQuery, stored_time
+from storage import Task, TaskQuery, TaskStore, stored_time
 from storage.sqlite import SqliteTaskStore, migrate, open_connection
 from storage.sqlite.store import TASK_COLUMNS
+from tests.postgres_server import PgServer, pg_server, pg_url  # noqa: F401 (fixtures)
 from tests.proc_helpers import StartTaskdesk, TaskdeskProcess
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends: run the module's tests on SQLite and on "
+                            "PostgreSQL (the `backend` fixture)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend under test: "sqlite" unless the module is marked ``backends``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def open_backend_store(backend: str, folder: Path, server: PgServer | None,
+                       slot: str = "test") -> TaskStore:
+    """A store on a fresh, migrated database of *backend*."""
+    if backend == "postgres":
+        from storage.postgres import PostgresTaskStore
+
+        assert server is not None
+        return PostgresTaskStore(server.fresh_database(slot))
+    return SqliteTaskStore(make_db(folder / "tasks.db"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -60,13 +95,24 @@ def claim_next(service: TaskService) -> Task | None:
 
 def claim_task(service: TaskService, task_id: str) -> Task | None:
     """Claim one particular queued task (workers claim the oldest due; tests sometimes need a
-    given one): the claim statement's effect, restricted to that task, on SQLite."""
+    given one): the claim statement's effect, restricted to that task."""
     store = service.store
-    assert isinstance(store, SqliteTaskStore)
+    now = stored_time(service.clock())
+    if not isinstance(store, SqliteTaskStore):
+        from storage.postgres import PostgresTaskStore
+        from storage.postgres.sql import TASK_COLUMNS as PG_COLUMNS
+        from storage.postgres.sql import tasks_from_rows
+
+        assert isinstance(store, PostgresTaskStore)
+        pg_sql = ("UPDATE tasks SET status = 'running', node = %s, started_at = %s, "
+                  "processed_at = NULL, attempts = attempts + 1 WHERE id = %s "
+                  "AND status = 'queued' RETURNING " + PG_COLUMNS)
+        found = store._write(lambda conn, notes: tasks_from_rows(conn.execute(
+            pg_sql, (store.node.number, now, task_id)).fetchall()))
+        return found[0] if found else None
     sql = ("UPDATE tasks SET status = 'running', started_at = ?, processed_at = NULL, "
            "attempts = attempts + 1 WHERE id = ? AND status = 'queued' RETURNING "
            + TASK_COLUMNS)
-    now = stored_time(service.clock())
     rows = store._write(lambda conn: conn.execute(sql, (now, task_id)).fetchall())
     return Task.from_row(rows[0]) if rows else None
 
@@ -77,7 +123,14 @@ def run_claimed(service: TaskService, task: Task) -> Task | None:
     return service.settle([service.run(task)], 0).finished[0]
 
 
-def all_tasks(store: SqliteTaskStore) -> list[Task]:
+def count_rows(store: TaskStore) -> tuple[int, int]:
+    """(rows, distinct ids) in the tasks table, counted by SQL itself, not the kept counts."""
+    # Both backends' stores read with _read(sql): the same SQL on either.
+    rows, distinct = store._read("SELECT count(*), count(DISTINCT id) FROM tasks")[0]  # type: ignore[attr-defined]
+    return int(rows), int(distinct)
+
+
+def all_tasks(store: TaskStore) -> list[Task]:
     return store.page(TaskQuery(), 1_000_000)
 
 
@@ -87,14 +140,19 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteTaskStore]:
-    s = SqliteTaskStore(db_path)
+def store(backend: str, request: pytest.FixtureRequest) -> Iterator[TaskStore]:
+    s: TaskStore
+    if backend == "postgres":
+        server: PgServer = request.getfixturevalue("pg_server")
+        s = open_backend_store(backend, Path(), server)
+    else:
+        s = SqliteTaskStore(request.getfixturevalue("db_path"))
     yield s
     s.close()
 
 
 @pytest.fixture
-def service(store: SqliteTaskStore) -> TaskService:
+def service(store: TaskStore) -> TaskService:
     # A short backoff keeps retry tests quick; the formula is tested on its own.
     return TaskService(store, max_attempts=3, backoff_base=0.01)
 
@@ -185,15 +243,21 @@ def client(api_factory: Callable[..., Client]) -> Client:
 
 @dataclass
 class ApiEnv:
-    store: SqliteTaskStore
+    store: TaskStore
     service: TaskService
     client: Client
 
 
 @contextlib.contextmanager
-def served(folder: Path) -> Iterator[ApiEnv]:
-    """A database in *folder* served over real HTTP on port 0, with no workers."""
-    store = SqliteTaskStore(make_db(folder / "tasks.db"))
+def served(folder: Path, backend: str = "sqlite",
+           request: pytest.FixtureRequest | None = None) -> Iterator[ApiEnv]:
+    """A database in *folder* (or, for "postgres", a database of its own on the test
+    server, found through *request*) served over real HTTP on port 0, with no workers."""
+    server = None
+    if backend == "postgres":
+        assert request is not None
+        server = request.getfixturevalue("pg_server")
+    store = open_backend_store(backend, folder, server, slot=f"served_{folder.name}")
     service = TaskService(store, max_attempts=3, backoff_base=0.01)
     server = ApiServer(create_app(service), "127.0.0.1", 0)
     server.start()
@@ -204,13 +268,13 @@ def served(folder: Path) -> Iterator[ApiEnv]:
         store.close()
 
 
-def snapshot(store: SqliteTaskStore) -> tuple[dict[Any, int], list[dict[str, Any]]]:
+def snapshot(store: TaskStore) -> tuple[dict[Any, int], list[dict[str, Any]]]:
     """Everything an API request could have changed: counts and every task as stored."""
     return store.counts(), [t.to_dict() for t in all_tasks(store)]
 
 
 @contextlib.contextmanager
-def unchanged(store: SqliteTaskStore) -> Iterator[None]:
+def unchanged(store: TaskStore) -> Iterator[None]:
     """Assert that the block wrote nothing to the database."""
     before = snapshot(store)
     yield

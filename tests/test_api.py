@@ -25,11 +25,13 @@ import pytest
 from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig
 from service.metrics import RateHistory
 from service.task_service import TaskService
-from storage import STATUSES, TaskQuery
-from storage.sqlite import SqliteTaskStore
+from storage import STATUSES, TaskQuery, TaskStore
 from tests.action_helpers import python_action
 from tests.conftest import ApiEnv as Env
 from tests.conftest import Client, Response, claim_task, run_claimed, served, unchanged
+
+# Nothing here depends on SQLite: every test runs on both backends.
+pytestmark = pytest.mark.backends
 
 JSON = {"Content-Type": "application/json"}
 WAIT_MS = 15_000
@@ -39,9 +41,10 @@ WAIT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def shared(tmp_path_factory: pytest.TempPathFactory, backend: str,
+           request: pytest.FixtureRequest) -> Iterator[Env]:
     """One server for the checks that only need a database and no workers."""
-    with served(tmp_path_factory.mktemp("shared")) as env:
+    with served(tmp_path_factory.mktemp("shared"), backend, request) as env:
         yield env
 
 
@@ -830,7 +833,7 @@ def test_any_host_is_accepted_when_hosts_are_not_restricted(
 
 
 def test_token_is_required_on_every_route_when_set(
-    api_factory: Callable[..., Client], store: SqliteTaskStore
+    api_factory: Callable[..., Client], store: TaskStore
 ) -> None:
     client = api_factory(ApiConfig(token="s3cret"))
     good = {"Authorization": "Bearer s3cret", **JSON}
@@ -909,7 +912,9 @@ def test_stats_and_health(
     health = client.get("/health")
     assert health.status == 200
     assert health.json() == {"status": "ok", "problems": [], "version": "9.8.7",
-                             "workers": {"busy": 1, "total": 4}}
+                             "workers": {"busy": 1, "total": 4},
+                             "node": service.store.identity,
+                             "database": service.store.location}
 
     empty = client.get("/stats").json()
     assert empty == {

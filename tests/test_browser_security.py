@@ -48,18 +48,21 @@ import pytest
 from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
 from service.task_service import TaskService
-from storage import TaskQuery
-from storage.sqlite import SqliteTaskStore
+from storage import TaskQuery, TaskStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT = 60.0  # seconds; bounds every wait in this module
 TOKEN = "browser-test-token-5e1f"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"chromium is not installed: {CHROMIUM} is missing "
-    "(scripts/dev.sh test installs Debian's chromium package)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"chromium is not installed: {CHROMIUM} is missing "
+        "(scripts/dev.sh test installs Debian's chromium package)",
+    ),
+    # Nothing here depends on SQLite: every test runs on both backends.
+    pytest.mark.backends,
+]
 
 
 # -- the API, recorded ----------------------------------------------------------------------
@@ -368,7 +371,7 @@ def _named(seen: Seen) -> str | None:
 
 @pytest.mark.parametrize("mode", ["loopback default", "beyond loopback, with a token"])
 def test_page_on_another_local_origin_cannot_submit_a_task(
-    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: SqliteTaskStore,
+    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: TaskStore,
     tmp_path: Path, mode: str,
 ) -> None:
     if mode == "loopback default":
@@ -463,7 +466,7 @@ REBIND_PAGE = PAGE_HEAD + """
     ("control: no Host check, no token", 202, 1),
 ])
 def test_dns_rebinding_page_cannot_submit_a_task(
-    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: SqliteTaskStore,
+    serve_api: Callable[..., tuple[ApiServer, RecordingApp]], store: TaskStore,
     tmp_path: Path, mode: str, expected_status: int, expected_tasks: int,
 ) -> None:
     config = {

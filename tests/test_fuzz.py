@@ -49,10 +49,12 @@ from service.api_server import ApiServer
 from service.openapi import openapi_document
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import TaskQuery, TaskStatus
-from storage.sqlite import SqliteTaskStore
-from tests.conftest import make_db
+from storage import TaskQuery, TaskStatus, TaskStore
+from tests.conftest import open_backend_store
 from tests.test_openapi import response_validator
+
+# Nothing here depends on SQLite: every test runs on both backends.
+pytestmark = pytest.mark.backends
 
 Case = schemathesis.Case[Any]
 
@@ -124,7 +126,7 @@ def closed_validator(path: str, method: str, status: int) -> Draft202012Validato
 @dataclass
 class Fuzzed:
     url: str
-    store: SqliteTaskStore
+    store: TaskStore
     session: requests.Session
     # Every task answered 2xx to POST /tasks: id → (action, data) as sent.
     accepted: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
@@ -170,8 +172,10 @@ class Fuzzed:
 
 
 @contextlib.contextmanager
-def serve(directory: Path, workers: int) -> Iterator[Fuzzed]:
-    store = SqliteTaskStore(make_db(directory / "tasks.db"))
+def serve(directory: Path, workers: int, backend: str = "sqlite",
+          request: pytest.FixtureRequest | None = None) -> Iterator[Fuzzed]:
+    server = request.getfixturevalue("pg_server") if backend == "postgres" and request else None
+    store = open_backend_store(backend, directory, server, slot=f"fuzz_{directory.name}")
     service = TaskService(store, max_attempts=3, backoff_base=0.01)
     pool = WorkerPool(service, workers=workers, prefetch=5, work_delay=0) if workers else None
     if pool is not None:
@@ -192,18 +196,20 @@ def serve(directory: Path, workers: int) -> Iterator[Fuzzed]:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory, qapp: Any) -> Iterator[Fuzzed]:
+def fuzzed(tmp_path_factory: pytest.TempPathFactory, qapp: Any, backend: str,
+           request: pytest.FixtureRequest) -> Iterator[Fuzzed]:
     """A server whose two workers run what it accepts, on its own database."""
-    with serve(tmp_path_factory.mktemp("fuzz"), workers=2) as env:
+    with serve(tmp_path_factory.mktemp("fuzz"), 2, backend, request) as env:
         yield env
 
 
 @pytest.fixture(scope="module")
-def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+def idle(tmp_path_factory: pytest.TempPathFactory, backend: str,
+         request: pytest.FixtureRequest) -> Iterator[Fuzzed]:
     """A server without workers, so the tasks it accepts stay queued: cancel and retry then
     find tasks they can change (with workers, a new task is running before it can be
     cancelled)."""
-    with serve(tmp_path_factory.mktemp("idle"), workers=0) as env:
+    with serve(tmp_path_factory.mktemp("idle"), 0, backend, request) as env:
         yield env
 
 

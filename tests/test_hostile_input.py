@@ -44,11 +44,13 @@ from service.json_limits import MAX_JSON_DEPTH
 from service.limits import MAX_RESULT_BYTES
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import TaskQuery, TaskStatus
-from storage.sqlite import SqliteTaskStore
+from storage import TaskQuery, TaskStatus, TaskStore
 from tests.action_helpers import python_action
-from tests.conftest import Client, make_db, unchanged
+from tests.conftest import Client, open_backend_store, unchanged
 from tests.proc_helpers import REPO_ROOT
+
+# Nothing here depends on SQLite: every test runs on both backends.
+pytestmark = pytest.mark.backends
 
 TIMEOUT = 30.0  # seconds, every socket
 WAIT_MS = 15_000
@@ -60,7 +62,7 @@ JSON_TYPE = "application/json"
 
 @dataclass
 class Env:
-    store: SqliteTaskStore
+    store: TaskStore
     service: TaskService
     server: ApiServer
     client: Client
@@ -72,8 +74,10 @@ class Env:
 
 
 @contextlib.contextmanager
-def running(tmp: pytest.TempPathFactory, name: str, workers: int = 0) -> Iterator[Env]:
-    store = SqliteTaskStore(make_db(tmp.mktemp(name) / "tasks.db"))
+def running(tmp: pytest.TempPathFactory, name: str, workers: int = 0, backend: str = "sqlite",
+            request: pytest.FixtureRequest | None = None) -> Iterator[Env]:
+    server = request.getfixturevalue("pg_server") if backend == "postgres" and request else None
+    store = open_backend_store(backend, tmp.mktemp(name), server, slot=f"hostile_{name}")
     # One attempt: a handler's failure is final at once, so each case below settles quickly.
     service = TaskService(store, max_attempts=1, backoff_base=0.01)
     pool = WorkerPool(service, workers, prefetch=5, work_delay=0) if workers else None
@@ -91,17 +95,19 @@ def running(tmp: pytest.TempPathFactory, name: str, workers: int = 0) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def idle(tmp_path_factory: pytest.TempPathFactory, backend: str,
+         request: pytest.FixtureRequest) -> Iterator[Env]:
     """No workers: what is accepted stays queued, so the database shows exactly what the API
     wrote."""
-    with running(tmp_path_factory, "idle") as env:
+    with running(tmp_path_factory, "idle", backend=backend, request=request) as env:
         yield env
 
 
 @pytest.fixture(scope="module")
-def busy(tmp_path_factory: pytest.TempPathFactory, qapp: Any) -> Iterator[Env]:
+def busy(tmp_path_factory: pytest.TempPathFactory, qapp: Any, backend: str,
+         request: pytest.FixtureRequest) -> Iterator[Env]:
     """Two workers that run what is accepted."""
-    with running(tmp_path_factory, "busy", workers=2) as env:
+    with running(tmp_path_factory, "busy", workers=2, backend=backend, request=request) as env:
         yield env
 
 

@@ -32,6 +32,9 @@ from tests.action_helpers import python_action
 from tests.conftest import ApiEnv as Env
 from tests.conftest import Client, Response, claim_task, served
 
+# Nothing here depends on SQLite: every test runs on both backends.
+pytestmark = pytest.mark.backends
+
 DOC_URI = "urn:taskdesk:openapi"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 JSON = {"Content-Type": "application/json"}
@@ -42,8 +45,9 @@ WAIT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with served(tmp_path_factory.mktemp("openapi")) as env:
+def shared(tmp_path_factory: pytest.TempPathFactory, backend: str,
+           request: pytest.FixtureRequest) -> Iterator[Env]:
+    with served(tmp_path_factory.mktemp("openapi"), backend, request) as env:
         yield env
 
 
@@ -133,7 +137,7 @@ def test_paths_and_methods_match_the_app_routes(
               for route in app.routes}
     documented = {(path, method) for path, method, _ in operations(document)}
     assert documented == routes
-    assert len(routes) == 11
+    assert len(routes) == 12
 
 
 def test_path_parameters_are_declared(document: dict[str, Any]) -> None:
@@ -243,6 +247,8 @@ def test_success_responses_match_their_schemas(
     assert retried["status"] == "queued"
     check(document, "/stats", "get", client.get("/stats"))
     check(document, "/health", "get", client.get("/health"))
+    nodes = check(document, "/nodes", "get", client.get("/nodes"))
+    assert [n["current"] for n in nodes["nodes"]] == [True] and nodes["alive"] == 1
     check(document, "/openapi.json", "get", client.get("/openapi.json"))
 
 
@@ -338,4 +344,4 @@ def test_401_responses_match_their_schemas(
         assert resp.status == 401, (method, path)
         check(document, path, method, resp)
         checked += 1
-    assert checked == 11
+    assert checked == 12

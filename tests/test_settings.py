@@ -38,7 +38,7 @@ def defaults() -> Settings:
         prefetch=64, work_delay=0.1, task_timeout=300.0, max_attempts=3, retry_backoff=1.0,
         token=None, synchronous="full", log_level="INFO", unknown_actions="accept",
         actions=default_actions_file(), plugins=default_plugins_folder(), no_plugins=False,
-        kill_grace=5.0,
+        kill_grace=5.0, lease=30.0,
     )
 
 
@@ -101,6 +101,7 @@ VALUES: list[tuple[str, str, object, object]] = [
     ("plugins", "/tmp/x/plugins", "/tmp/x/plugins", Path("/tmp/x/plugins")),
     ("no_plugins", "1", True, True),
     ("kill_grace", "0.5", 0.5, 0.5),
+    ("lease", "3", 3, 3.0),
 ]
 VALUE_IDS = [v[0] for v in VALUES]
 
@@ -186,6 +187,28 @@ def test_a_bad_value_is_refused_even_where_a_source_above_overrides_it(
         f"taskdesk: invalid value for --port from {where}: 'x' is not an integer from 0 to 65535")
 
 
+# -- the database: a file, or a PostgreSQL URL -----------------------------------------------
+
+
+def test_a_postgresql_url_is_kept_as_a_url_and_shown_without_its_password() -> None:
+    url = "postgresql://tasks:s3cret@db.example:5433/taskdesk"
+    settings = parse(["--db", url])
+    assert settings.db == url
+    assert settings.db_location == "postgresql://tasks@db.example:5433/taskdesk"
+    assert parse(environ={"TASKDESK_DB": "postgres://h/d"}).db == "postgres://h/d"
+    # A path that merely mentions the scheme stays a file.
+    assert parse(["--db", "./postgresql:/x.db"]).db == Path("postgresql:/x.db")
+
+
+def test_a_bad_postgresql_url_is_refused_without_its_password(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert refusal(capsys, ["--db", "postgresql://u:s3cret@h:99999/d"]) == (
+        "taskdesk: invalid value for --db from the command line: "
+        "'postgresql://u@h:99999/d' is not a file path or a "
+        "postgresql://user@host:port/dbname URL")
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
@@ -221,6 +244,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("retry_backoff", "soon", "a number of seconds from 0 to 3600"),
     ("unknown_actions", "reject", "one of accept, refuse"),
     ("kill_grace", "-1", "a number of seconds from 0 to 3600"),
+    ("lease", "0.5", "a number of seconds from 1 to 3600"),
 ]
 BAD_IDS = [f"{name}={value}" for name, value, _ in BAD]
 
@@ -266,7 +290,7 @@ def test_a_flag_that_is_neither_on_nor_off(capsys: pytest.CaptureFixture[str]) -
     ("headless", 1, "one of 1, true, yes, on, 0, false, no, off"),
     ("token", 1234, "a token"),
     ("synchronous", True, "one of full, normal"),
-    ("db", 7, "a file path"),
+    ("db", 7, "a file path or a postgresql://user@host:port/dbname URL"),
     ("host", "", "a host name or IP address"),
 ], ids=["bool-for-int", "float-for-int", "list", "none", "bool-for-seconds", "int-for-flag",
         "int-for-token", "bool-for-choice", "int-for-path", "empty-host"])
@@ -282,7 +306,7 @@ def test_an_unknown_key_in_the_config_file(capsys: pytest.CaptureFixture[str]) -
         f"taskdesk: unknown setting 'work-delay' in {CONFIG} [settings]: the settings are "
         "headless, host, port, db, workers, prefetch, work_delay, task_timeout, max_attempts, "
         "retry_backoff, token, synchronous, log_level, unknown_actions, actions, plugins, "
-        "no_plugins, kill_grace")
+        "no_plugins, kill_grace, lease")
 
 
 def test_config_messages_without_a_file_name(capsys: pytest.CaptureFixture[str]) -> None:

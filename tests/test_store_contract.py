@@ -31,6 +31,7 @@ from storage import (
 )
 from storage.sqlite import SqliteTaskStore
 from tests.conftest import make_db
+from tests.postgres_server import PgServer
 
 NOW = 1_800_000_000.0
 COMPLETED, QUEUED, FAILED = TaskStatus.COMPLETED, TaskStatus.QUEUED, TaskStatus.FAILED
@@ -38,16 +39,28 @@ COMPLETED, QUEUED, FAILED = TaskStatus.COMPLETED, TaskStatus.QUEUED, TaskStatus.
 StoreFactory = Callable[[], TaskStore]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Opens stores on one fresh database of the backend under test; closes them all."""
+    """Opens stores on one fresh database of the backend under test; closes them all. On
+    PostgreSQL each store is a node of its own, as separate instances would be."""
     opened: list[TaskStore] = []
-    db = make_db(tmp_path / "tasks.db")
+    if request.param == "postgres":
+        from storage.postgres import PostgresTaskStore
 
-    def factory() -> TaskStore:
-        store = SqliteTaskStore(db)
-        opened.append(store)
-        return store
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.fresh_database()
+
+        def factory() -> TaskStore:
+            store = PostgresTaskStore(url, max_connections=4)
+            opened.append(store)
+            return store
+    else:
+        db = make_db(tmp_path / "tasks.db")
+
+        def factory() -> TaskStore:
+            store = SqliteTaskStore(db)
+            opened.append(store)
+            return store
 
     yield factory
     for store in opened:
@@ -327,6 +340,17 @@ class TestStoreContract:
 
     def test_get_unknown_is_none(self, store: TaskStore) -> None:
         assert store.get("no-such-id") is None
+
+    def test_ids_no_task_can_have_find_nothing_and_change_nothing(self, store: TaskStore
+                                                                  ) -> None:
+        task = add(store)
+        odd = ["a\x00b", "\x00", "é😀"]
+        assert [store.get(i) for i in odd] == [None, None, None]
+        assert store.page(TaskQuery(ids=[*odd, task.id]), 10) == [task]
+        assert store.cancel_many(odd, NOW) == [] and store.retry_many(odd, NOW) == []
+        assert store.delete_many(odd) == []
+        with pytest.raises(UnknownTasksError):
+            store.add(NewTask("x", "{}", 3, after=("a\x00b",)), NOW)
 
     def test_pages_newest_first_with_filters_search_ids_and_cursor(
         self, store: TaskStore

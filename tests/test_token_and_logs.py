@@ -33,11 +33,13 @@ import pytest
 
 from service.api import ApiConfig
 from service.task_service import TaskService
-from storage import TaskQuery, TaskStatus
-from storage.sqlite import SqliteTaskStore
+from storage import TaskQuery, TaskStatus, TaskStore
 from tests.action_helpers import python_action
 from tests.conftest import Client
 from tests.proc_helpers import TIMEOUT, Api, TaskdeskProcess
+
+# Nothing here depends on SQLite: every test runs on both backends.
+pytestmark = pytest.mark.backends
 
 WAIT_MS = int(TIMEOUT * 1000)
 # Distinctive, so that finding it in a log can only mean it was written there.
@@ -126,7 +128,7 @@ def beyond_loopback(api_factory: Callable[..., Client]) -> Client:
 
 
 def test_every_wrong_token_is_answered_exactly_like_a_missing_one(
-    api_factory: Callable[..., Client], store: SqliteTaskStore
+    api_factory: Callable[..., Client], store: TaskStore
 ) -> None:
     client = beyond_loopback(api_factory)
     port = port_of(client)
@@ -162,7 +164,7 @@ def test_every_wrong_token_is_answered_exactly_like_a_missing_one(
 
 
 def test_a_token_that_is_not_utf8_is_answered_like_a_missing_one(
-    api_factory: Callable[..., Client], store: SqliteTaskStore
+    api_factory: Callable[..., Client], store: TaskStore
 ) -> None:
     # HTTP header values are bytes; a client may send any of them. A wrong token must get the
     # same 401 whatever its bytes, never an error of another kind.
@@ -304,7 +306,7 @@ def _no_check(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
 def test_task_data_is_logged_only_at_debug(
     api_factory: Callable[..., Client], pool_factory: Callable[..., Any], service: TaskService,
-    store: SqliteTaskStore, qtbot: Any, caplog: pytest.LogCaptureFixture,
+    store: TaskStore, qtbot: Any, caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str], level: str,
 ) -> None:
     caplog.set_level(getattr(logging, level))
@@ -353,7 +355,7 @@ def _validate_raising_quoting(data: dict[str, Any]) -> None:
 
 
 def test_an_unexpected_error_at_submit_does_not_log_task_data(
-    api_factory: Callable[..., Client], service: TaskService, store: SqliteTaskStore,
+    api_factory: Callable[..., Client], service: TaskService, store: TaskStore,
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
 ) -> None:
     # A validator with a bug raises something other than ValidationError, quoting the data:

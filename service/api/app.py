@@ -17,7 +17,7 @@ from typing import Any
 
 import bottle
 
-from service.api import action_routes, event_routes, queue_routes, task_routes
+from service.api import action_routes, event_routes, nodes_routes, queue_routes, task_routes
 from service.api.event_routes import HEARTBEAT_SECONDS, MAX_STREAMS
 from service.api.http_io import host_name, json_error
 from service.event_log import EventLog
@@ -123,6 +123,6 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
                 json_error(415, "Content-Type must be application/json")
 
     # Each module adds its routes; they share the checks and the error handling above.
-    for module in (task_routes, queue_routes, action_routes, event_routes):
+    for module in (task_routes, queue_routes, action_routes, event_routes, nodes_routes):
         module.add_routes(app, service, cfg)
     return app

@@ -36,6 +36,10 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
             "problems": problems,
             "version": cfg.version,
             "workers": cfg.worker_stats(),
+            # Which instance answers, and where its tasks live: with several on one
+            # database, the problems above are this one's.
+            "node": service.store.identity,
+            "database": service.store.location,
         })
 
     @app.get("/openapi.json")

@@ -35,8 +35,9 @@ LINGER_SECONDS = 0.001
 # A task that runs longer than this ends its batch: the rest go back to the queue.
 SLOW_SECONDS = 4 * BATCH_SECONDS
 # Longest an idle worker waits without a ring: a safety net should a ring ever be missed,
-# that costs one indexed query per worker every few seconds when idle.
-IDLE_POLL_SECONDS = 2.0
+# that costs one indexed query per worker a second when idle (on PostgreSQL it also catches
+# work from another node whose notification was lost).
+IDLE_POLL_SECONDS = 1.0
 
 
 class BatchWorker:

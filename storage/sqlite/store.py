@@ -16,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,9 +38,11 @@ from storage.models import (
     RETRYABLE,
     STATUSES,
     Added,
+    Changes,
     Finish,
     LogSlice,
     NewTask,
+    NodeInfo,
     Progress,
     ScheduleState,
     Task,
@@ -117,6 +122,12 @@ class SqliteTaskStore:
         self.problem: str | None = None
         self.damage: str | None = None
         self.on_damage: Callable[[str], None] | None = None
+        # One instance per file (the instance lock): no one else changes tasks under us.
+        self.shared = False
+        self._host = socket.gethostname()
+        self._identity = f"{self._host}, pid {os.getpid()}"
+        self._started_at = time.time()
+        self._api_url: str | None = None
 
     @classmethod
     def open(cls, path: Path, synchronous: Synchronous = "full") -> SqliteTaskStore:
@@ -173,8 +184,25 @@ class SqliteTaskStore:
             self._instance_lock = None
 
     def announce(self, api_url: str | None) -> None:
+        self._api_url = api_url
         if self._instance_lock is not None:
             self._instance_lock.describe(api_url)
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    def watch(self, listener: Callable[[Changes | None], None]) -> Callable[[], None]:
+        # Nobody else writes to this file while we hold the instance lock: nothing to tell.
+        return lambda: None
+
+    def nodes(self) -> list[NodeInfo]:
+        # Just this instance, so that GET /nodes answers alike on both backends (and says
+        # where this one's API is); it is alive as long as it can answer.
+        now = time.time()
+        running = tuple(t.id for t in self.page(TaskQuery(status=TaskStatus.RUNNING), 1000))
+        return [NodeInfo("local", self._host, os.getpid(), self._api_url, self._started_at,
+                         now, alive=True, current=True, running=running)]
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
