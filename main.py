@@ -1,4 +1,5 @@
-"""The ``taskdesk`` command: a click group that, with no subcommand, runs Taskdesk.
+"""The ``taskdesk`` command: with no subcommand it runs Taskdesk, with one it talks to a running
+Taskdesk through its API (``taskdesk list``, ``taskdesk submit …``: service/cli/).
 
 This module stays light on purpose. Subcommands are run in shell loops, so they must start in a
 few dozen milliseconds: nothing of Qt, the HTTP server or the database is imported here. The
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 import click
 
+from service.cli.commands import COMMANDS, OrderedGroup
 from service.settings import (
     CONTEXT_SETTINGS,
     HELP,
@@ -42,12 +44,14 @@ def _run_or_dispatch(ctx: click.Context, /, **_: object) -> Settings | None:
     return settings_from_context(ctx) if ctx.invoked_subcommand is None else None
 
 
-taskdesk = click.Group(
+taskdesk = OrderedGroup(
     PROG,
     params=[*click_options(), version_option(), *desktop_entry_options()],
     callback=_run_or_dispatch,
+    commands=COMMANDS,
     invoke_without_command=True,
-    help=HELP,
+    help=HELP + "\n\nWith a command, talks to a running Taskdesk through its API instead "
+    "(`taskdesk COMMAND --help` says how).",
     context_settings=CONTEXT_SETTINGS,
 )
 
