@@ -183,11 +183,20 @@ def _step_4_order_dependencies_progress(conn: sqlite3.Connection) -> None:
     )
 
 
+def _step_5_listings_by_priority(conn: sqlite3.Connection) -> None:
+    # Listings by priority, highest first then newest: an index on priority is ordered by
+    # (priority, rowid), so "ORDER BY priority DESC, seq DESC LIMIT n" walks it backwards and
+    # stops after n rows; with a status filter, the same by (status, priority, rowid).
+    conn.execute("CREATE INDEX tasks_by_priority ON tasks (priority)")
+    conn.execute("CREATE INDEX tasks_by_status_priority ON tasks (status, priority)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tutorial_table,
     _step_2_task_lifecycle,
     _step_3_indexes_and_counts,
     _step_4_order_dependencies_progress,
+    _step_5_listings_by_priority,
 )
 LATEST_VERSION = len(MIGRATIONS)
 
