@@ -15,14 +15,18 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
 
 from service.api import LOOPBACK_NAMES, ApiConfig, create_app
 from service.api_server import ApiServer, ApiStartError
-from service.settings import Settings, parse_settings
+from service.retention import Retention
+from service.schedules import Schedule, ScheduleError, Scheduler, check_actions, parse_schedules
+from service.settings import Settings, default_actions_path, parse_settings
 from service.task_service import TaskService
 from service.version import VERSION
 from service.workers import WorkerPool
@@ -46,6 +50,8 @@ class Engine:
     store: TaskStore
     service: TaskService
     pool: WorkerPool
+    scheduler: Scheduler
+    retention: Retention
     api: ApiServer | None = None
     api_error: str | None = None
 
@@ -57,6 +63,7 @@ class Engine:
             worker_stats=lambda: {"busy": self.pool.busy, "total": self.pool.workers},
             problems=self.problems,
             version=VERSION,
+            schedules=self.scheduler,
         )
         api = ApiServer(create_app(self.service, config), s.host, s.port)
         try:
@@ -84,10 +91,18 @@ class Engine:
     def exit_code(self) -> int:
         return EXIT_OK if self.store.damage is None else EXIT_DATABASE_DAMAGED
 
+    def start_background(self) -> None:
+        """The workers, then what submits and deletes on its own: schedules, retention."""
+        self.pool.start()
+        self.scheduler.start()
+        self.retention.start()
+
     def stop(self) -> None:
         """Stop taking requests, let running tasks finish, close the database."""
         if self.api is not None:
             self.api.stop()
+        self.scheduler.stop()
+        self.retention.stop()
         finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.started else True
         if finished:
             self.store.close()
@@ -103,9 +118,45 @@ class Engine:
             os._exit(self.exit_code)
 
 
+# -- SEAM: the schedules of the actions file -------------------------------------------------
+# Until the shared loader of --actions (service/actions/config_file.py, written in parallel)
+# lands, this reads the file's [schedules.*] tables itself. When merging, replace this function
+# by what that loader hands over: the raw tables, the file's path and its text.
+
+
+def read_schedule_tables(settings: Settings) -> tuple[Mapping[str, Any], str, str | None]:
+    """The actions file's ``schedules`` table as TOML reads it, the file's path and its
+    text. The default file is read only if present; a file named by --actions must exist."""
+    path = settings.actions
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if path == default_actions_path():
+            return {}, str(path), None
+        raise StartupError(f"actions file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"cannot read actions file {path}: {exc}") from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StartupError(f"actions file {path} is not valid TOML: {exc}") from exc
+    return document.get("schedules", {}), str(path), text
+
+# -- end of SEAM ---------------------------------------------------------------------------------
+
+
+def load_schedules(settings: Settings) -> list[Schedule]:
+    raw, source, text = read_schedule_tables(settings)
+    try:
+        return parse_schedules(raw, source, text)
+    except ScheduleError as exc:
+        raise StartupError(str(exc)) from exc
+
+
 def open_engine(settings: Settings) -> Engine:
-    """Open the database and recover unfinished work; nothing runs yet."""
+    """Read the schedules, open the database and recover unfinished work; nothing runs yet."""
     log.info("Taskdesk %s, database %s", VERSION, settings.db)
+    schedules = load_schedules(settings)  # a mistake in the file stops us before the database
     try:
         store = open_store(settings.db, synchronous=settings.synchronous)  # type: ignore[arg-type]
     except DatabaseError as exc:
@@ -116,6 +167,11 @@ def open_engine(settings: Settings) -> Engine:
     service = TaskService(store, max_attempts=settings.max_attempts,
                           backoff_base=settings.retry_backoff)
     try:
+        check_actions(schedules, service)
+    except ScheduleError as exc:
+        store.close()
+        raise StartupError(str(exc)) from exc
+    try:
         service.recover()
     except Exception as exc:
         store.close()
@@ -124,7 +180,9 @@ def open_engine(settings: Settings) -> Engine:
         ) from exc
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay,
                       task_timeout=settings.task_timeout)
-    engine = Engine(settings, store, service, pool)
+    scheduler = Scheduler(service, schedules)
+    retention = Retention(service, settings.keep_completed, settings.keep_failed)
+    engine = Engine(settings, store, service, pool, scheduler, retention)
     store.on_damage = engine.database_damaged
     return engine
 
@@ -197,7 +255,7 @@ def run(settings: Settings, app: QCoreApplication, front_end: FrontEnd,
                 report(str(exc))
                 return EXIT_STARTUP_FAILED
             log.error("%s", exc)
-        engine.pool.start()
+        engine.start_background()
         if not signals.requested:
             front_end(app, engine, signals)
     finally:
@@ -238,7 +296,7 @@ def run_window(settings: Settings) -> int:
             api_error=engine.api_error,
             token=settings.token,
         )
-        window = MainWindow(engine.service, engine.pool, info)
+        window = MainWindow(engine.service, engine.pool, info, schedules=engine.scheduler)
         try:
             window.show()
             if not signals.requested:

@@ -47,6 +47,7 @@ from gui.task_actions import TaskActions
 from gui.task_table_model import TaskTableModel
 from gui.task_table_view import TaskTableView
 from gui.throughput_chart import ThroughputChart
+from service.schedules import Scheduler
 from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import STATUSES, TaskStatus
@@ -81,12 +82,14 @@ class MainWindow(QMainWindow):
         info: AppInfo,
         *,
         settings: QSettings | None = None,
+        schedules: Scheduler | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.service = service
         self.pool = pool
         self.info = info
+        self.schedules = schedules
         self._settings = settings if settings is not None else QSettings()
         self._closed_down = False
 

@@ -59,6 +59,9 @@ class Settings:
     token: str | None
     synchronous: str
     log_level: str
+    actions: Path
+    keep_completed: float
+    keep_failed: float
 
     @property
     def loopback(self) -> bool:
@@ -76,6 +79,11 @@ def is_loopback(host: str) -> bool:
 
 def default_db_path() -> Path:
     return platformdirs.user_data_path("taskdesk", appauthor=False) / "tasks.db"
+
+
+def default_actions_path() -> Path:
+    """Where the actions file is looked for when --actions is not given (used if present)."""
+    return platformdirs.user_config_path("taskdesk", appauthor=False) / "actions.toml"
 
 
 # -- kinds of value ------------------------------------------------------------------------
@@ -130,6 +138,12 @@ def integer(low: int, high: int) -> Kind:
 def seconds(low: float, high: float) -> Kind:
     return Kind(click.FloatRange(low, high), f"a number of seconds from {low:g} to {high:g}",
                 "SECONDS", accepts=(str, int, float))
+
+
+def days(low: float, high: float, zero: str) -> Kind:
+    return Kind(click.FloatRange(low, high),
+                f"a number of days from {low:g} to {high:g} ({zero})", "DAYS",
+                accepts=(str, int, float))
 
 
 def choice(*choices: str, any_case: bool = False) -> Kind:
@@ -216,6 +230,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Taskdesk but maybe not of the machine"),
     Setting("log_level", choice(*LOG_LEVELS, any_case=True), "INFO",
             "log verbosity; task data is logged only at DEBUG"),
+    Setting("actions", FILE, default_actions_path,
+            "TOML file of actions and [schedules.<name>] tables; the default one is read if "
+            "present", default_text=str(default_actions_path())),
+    Setting("keep_completed", days(0, 36500, "0: keep forever"), 30.0,
+            "days a completed task is kept (with its log and idempotency key), then deleted "
+            "in the background; 0 keeps them forever"),
+    Setting("keep_failed", days(0, 36500, "0: keep forever"), 90.0,
+            "days a failed or cancelled task is kept, then deleted in the background; 0 keeps "
+            "them forever"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -255,6 +278,7 @@ def settings_from_context(ctx: click.Context) -> Settings:
     """The Settings of a command that has the options; refuses an exposed API without token."""
     values = {s.name: ctx.params[s.name] for s in SETTINGS}
     values["db"] = Path(values["db"]).expanduser()
+    values["actions"] = Path(values["actions"]).expanduser()
     values["token"] = values["token"] or None
     settings = Settings(**values)
     if not settings.loopback and settings.token is None:

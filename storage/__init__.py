@@ -39,6 +39,7 @@ from storage.models import (
     TaskSort,
     TaskStatus,
     describe_statuses,
+    parse_sort,
     parse_status,
     stored_time,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "UnknownTasksError",
     "describe_statuses",
     "open_store",
+    "parse_sort",
     "parse_status",
     "stored_time",
 ]

@@ -93,6 +93,16 @@ class TaskSort(StrEnum):
 SORTS: tuple[TaskSort, ...] = tuple(TaskSort)
 
 
+def parse_sort(text: str | None) -> TaskSort:
+    """An order as given by a user: the default for none; ValueError naming the valid ones."""
+    if text is None:
+        return TaskSort.NEWEST
+    try:
+        return TaskSort(text)
+    except ValueError:
+        raise ValueError(f"unknown sort {text!r}; valid: {', '.join(SORTS)}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
     """Which tasks a listing shows: every filter given must match. *search* matches a

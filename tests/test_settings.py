@@ -20,6 +20,7 @@ import pytest
 from service.settings import (
     SETTINGS,
     Settings,
+    default_actions_path,
     default_db_path,
     parse_settings,
     run_cli,
@@ -34,7 +35,8 @@ CONFIG = "/home/me/.config/taskdesk/actions.toml"
 DEFAULTS = Settings(
     headless=False, host="127.0.0.1", port=8080, db=default_db_path(), workers=2,
     prefetch=64, work_delay=0.1, task_timeout=300.0, max_attempts=3, retry_backoff=1.0,
-    token=None, synchronous="full", log_level="INFO",
+    token=None, synchronous="full", log_level="INFO", actions=default_actions_path(),
+    keep_completed=30.0, keep_failed=90.0,
 )
 
 
@@ -92,6 +94,9 @@ VALUES: list[tuple[str, str, object, object]] = [
     ("token", "s3cret", "s3cret", "s3cret"),
     ("synchronous", "normal", "normal", "normal"),
     ("log_level", "warning", "Warning", "WARNING"),
+    ("actions", "/tmp/x/actions.toml", "/tmp/x/actions.toml", Path("/tmp/x/actions.toml")),
+    ("keep_completed", "0", 0, 0.0),
+    ("keep_failed", "0.5", 0.5, 0.5),
 ]
 VALUE_IDS = [v[0] for v in VALUES]
 
@@ -210,6 +215,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("task_timeout", "0.05", "a number of seconds from 0.1 to 86400"),
     ("task_timeout", "inf", "a number of seconds from 0.1 to 86400"),
     ("retry_backoff", "soon", "a number of seconds from 0 to 3600"),
+    ("keep_completed", "-1", "a number of days from 0 to 36500 (0: keep forever)"),
+    ("keep_failed", "36501", "a number of days from 0 to 36500 (0: keep forever)"),
 ]
 BAD_IDS = [f"{name}={value}" for name, value, _ in BAD]
 
@@ -270,7 +277,7 @@ def test_an_unknown_key_in_the_config_file(capsys: pytest.CaptureFixture[str]) -
     assert refusal(capsys, config={"workers": 2, "work-delay": 1}) == (
         f"taskdesk: unknown setting 'work-delay' in {CONFIG} [settings]: the settings are "
         "headless, host, port, db, workers, prefetch, work_delay, task_timeout, max_attempts, "
-        "retry_backoff, token, synchronous, log_level")
+        "retry_backoff, token, synchronous, log_level, actions, keep_completed, keep_failed")
 
 
 def test_config_messages_without_a_file_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 
 import bottle
 
-from service.api import queue_routes, task_routes
+from service.api import queue_routes, schedule_routes, task_routes
 from service.api.http_io import host_name, json_error
+from service.schedules import Scheduler
 from service.task_service import TaskService, dumps
 from storage import DatabaseDamagedError, StorageUnavailableError
 
@@ -38,6 +39,8 @@ class ApiConfig:
     # What is wrong right now (a crashed worker, an unwritable database); empty when all is well.
     problems: Callable[[], list[str]] = field(default=list)
     version: str = "0"
+    # The schedules of the actions file, for /schedules; None: there are none.
+    schedules: Scheduler | None = None
 
 
 def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.Bottle:
@@ -115,6 +118,6 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
                 json_error(415, "Content-Type must be application/json")
 
     # Each module adds its routes; they share the checks and the error handling above.
-    for module in (task_routes, queue_routes):
+    for module in (task_routes, queue_routes, schedule_routes):
         module.add_routes(app, service, cfg)
     return app
