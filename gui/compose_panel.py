@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from gui.formatting import pretty_json, short_id
 from gui.status_style import STATUS_COLORS
+from gui.when_options import WhenOptions
 from service.errors import ServiceError, ValidationError
 from service.task_service import TaskService
 
@@ -161,8 +162,12 @@ class ComposePanel(QWidget):
         buttons.addWidget(self.copies_spin)
         buttons.addWidget(self.submit_button)
 
+        # When and in what order it runs (gui/when_options.py): sent with every submission.
+        self.when = WhenOptions(self, clock=service.clock)
+
         layout = QVBoxLayout(self)
         layout.addLayout(form, 1)
+        layout.addWidget(self.when)
         layout.addLayout(buttons)
 
         self.action_combo.currentTextChanged.connect(self._on_action_changed)
@@ -212,10 +217,11 @@ class ComposePanel(QWidget):
         copies = self.copies_spin.value()
         try:
             data = self.parsed_data()
+            options = self.when.options()
             if copies == 1:
-                ids = [self._service.submit(self.action, data).id]
+                ids = [self._service.submit(self.action, data, **options).id]
             else:
-                ids = self._service.submit_many(self.action, data, copies)
+                ids = self._service.submit_many(self.action, data, copies, **options)
         except ServiceError as exc:
             self._show_message(str(exc), kind="error")
             return

@@ -1,7 +1,9 @@
 """MainWindow: Taskdesk's window, composed of the panels in this package.
 
-Layout: the status filter and search above the task table, the throughput chart below it; on
-the right, the compose panel above the details of the selection; the status bar at the bottom.
+Layout: the queue toolbar (Pause/Resume, Schedules) on top; the status filter and search above
+the task table, the throughput chart below it; on the right, the compose panel (with its When
+and order options) above the details of the selection; the Schedules view docked at the
+bottom when asked for; the status bar at the bottom.
 
 Threads and refreshes:
 - Only the GUI thread touches widgets and models, and it never waits on a worker.
@@ -10,7 +12,8 @@ Threads and refreshes:
   changed, the window refreshes once: the table (re-reading its live window of rows), the
   filter counts, the status bar and the details of the selection. A flood of changes thus costs
   at most ten bounded refreshes a second, fewer when a refresh is slow (see change_feed.py).
-- A 1 s timer updates what changes with time alone: workers busy, throughput and the chart.
+- A 1 s timer updates what changes with time alone: workers busy, throughput and the chart,
+  "due in" texts, the pause (which the API or another instance may set) and the schedules.
 - Reads go through the service on the GUI thread: indexed pages, O(1) counts; SQLite in WAL
   mode lets them run while workers write.
 
@@ -42,6 +45,8 @@ from gui.change_feed import ChangeFeed
 from gui.compose_panel import ComposePanel
 from gui.details_panel import DetailsPanel
 from gui.filter_bar import FilterBar
+from gui.queue_toolbar import QueueToolbar
+from gui.schedules_view import SchedulesDock
 from gui.status_bar import StatusBarPanel
 from gui.task_actions import TaskActions
 from gui.task_table_model import TaskTableModel
@@ -108,6 +113,8 @@ class MainWindow(QMainWindow):
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
                                      str(info.db_path))
         self.feed = ChangeFeed(service, self)
+        self.queue_toolbar = QueueToolbar(service, self)
+        self.schedules_dock = SchedulesDock(schedules, self)
         self.stats_timer = QTimer(self)
         self.stats_timer.setInterval(STATS_INTERVAL_MS)
 
@@ -142,6 +149,15 @@ class MainWindow(QMainWindow):
         self.main_splitter.setStretchFactor(0, 1)
         self.main_splitter.setChildrenCollapsible(False)
 
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.queue_toolbar)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.schedules_dock)
+        self.schedules_dock.hide()  # until asked for (the toolbar, Ctrl+Shift+S)
+        self.schedules_action = self.schedules_dock.toggleViewAction()
+        self.schedules_action.setText("⏰ Schedules")
+        self.schedules_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.schedules_action.setToolTip("Show the schedules of the actions file (Ctrl+Shift+S)")
+        self.queue_toolbar.addAction(self.schedules_action)
+
         central = QWidget(self)
         layout = QVBoxLayout(central)
         layout.setContentsMargins(8, 8, 8, 4)
@@ -175,16 +191,20 @@ class MainWindow(QMainWindow):
         task_menu.addAction(self.find_action)
         task_menu.addSeparator()
         actions = self.task_actions
-        for action in (actions.retry_action, actions.cancel_action):
+        for action in (actions.retry_action, actions.cancel_action, actions.delete_action):
             task_menu.addAction(action)
         task_menu.addSeparator()
         for action in (actions.copy_id_action, actions.copy_curl_action):
             task_menu.addAction(action)
+        queue_menu = menu_bar.addMenu("&Queue")
+        queue_menu.addAction(self.queue_toolbar.pause_action)
+        queue_menu.addAction(self.schedules_action)
 
         # The table's right-click menu: the same actions, so shortcuts and states agree.
         separator = QAction(self)
         separator.setSeparator(True)
-        self.table.addActions([actions.retry_action, actions.cancel_action, separator,
+        self.table.addActions([actions.retry_action, actions.cancel_action,
+                               actions.delete_action, separator,
                                actions.copy_id_action, actions.copy_curl_action])
 
         self.about_action = QAction("&About Taskdesk", self)
@@ -198,7 +218,14 @@ class MainWindow(QMainWindow):
         self.stats_timer.timeout.connect(self._refresh_stats)
         self.filter_bar.status_changed.connect(self._apply_filter)
         self.filter_bar.search_changed.connect(self._apply_filter)
+        self.filter_bar.scheduled_changed.connect(self._apply_filter)
         self.compose.submitted.connect(self.refresh_now)
+        self.compose.when.add_selected_requested.connect(
+            lambda: self.compose.when.add_tasks(self.table.selected_tasks()))
+        self.queue_toolbar.paused_changed.connect(self.status.set_paused)
+        self.queue_toolbar.message.connect(self.status.show_message)
+        self.schedules_dock.message.connect(self.status.show_message)
+        self.schedules_dock.changed.connect(self.refresh_now)
         self.task_actions.changed.connect(self.refresh_now)
         self.task_actions.message.connect(self.status.show_message)
         selection = self.table.selectionModel()
@@ -214,6 +241,10 @@ class MainWindow(QMainWindow):
             self.compose.text_edit,
             self.compose.numbers_edit,
             self.compose.json_edit,
+            self.compose.when.start_combo,
+            self.compose.when.priority_spin,
+            self.compose.when.after_list,
+            self.compose.when.add_button,
             self.compose.copies_spin,
             self.compose.submit_button,
             *self.details.buttons,
@@ -254,6 +285,23 @@ class MainWindow(QMainWindow):
     def _refresh_stats(self) -> None:
         self._refresh_status_bar()
         self.chart.set_series(self.service.rates.series(self.chart.seconds))
+        self._refresh_time_bound()
+
+    def _refresh_time_bound(self) -> None:
+        """What changes with the clock or is stored by others: the pause (the API or another
+        instance may have paused), "due in" texts, scheduled tasks that became due, and the
+        schedules' next due times."""
+        try:
+            paused = self.service.paused()
+        except Exception:  # the database unavailable: the status bar says so elsewhere
+            paused = self.queue_toolbar.paused
+        self.queue_toolbar.sync(paused)
+        self.status.set_paused(paused)
+        if self.model.refresh_due():
+            self.model.refresh()
+            self._refresh_counts()
+        if self.schedules_dock.isVisible():
+            self.schedules_dock.refresh()
 
     def _on_selection(self) -> None:
         tasks = self.table.selected_tasks()
@@ -264,12 +312,19 @@ class MainWindow(QMainWindow):
 
     def _apply_filter(self) -> None:
         keep = self.table.selected_ids()
-        self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
+        self.model.set_filter(self.filter_bar.status, self.filter_bar.search,
+                              self.filter_bar.scheduled)
         self.table.select_ids(keep)
         self._refresh_counts()
 
     def _update_placeholder(self) -> None:
         status, search = self.model.status_filter, self.model.search
+        if self.model.scheduled:
+            what = f"{status} scheduled tasks" if status else "scheduled tasks"
+            self.table.placeholder = (f"No {what}" + (f" match “{search}”" if search else "")
+                                      + ".\nTasks submitted with a delay or a time to run at "
+                                      "are shown here until they are due.")
+            return
         if status is None and not search:
             text = ("No tasks yet.\nSubmit one with the form on the right (Ctrl+Enter)"
                     + (f"\nor POST it to {self.info.api_url}/tasks" if self.info.api_url else ""))
@@ -324,7 +379,9 @@ class MainWindow(QMainWindow):
             self.table.horizontalHeader().restoreState(header_state)
         status = s.value("filter/status", "")
         self.filter_bar.set_status(TaskStatus(str(status)) if status in STATUSES else None)
-        self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
+        self.filter_bar.set_scheduled(str(s.value("filter/scheduled", "false")) == "true")
+        self.model.set_filter(self.filter_bar.status, self.filter_bar.search,
+                              self.filter_bar.scheduled)
 
     def _splitters(self) -> dict[str, QSplitter]:
         return {"main": self.main_splitter, "left": self.left_splitter,
@@ -337,6 +394,7 @@ class MainWindow(QMainWindow):
             s.setValue(f"splitters/{key}", splitter.saveState())
         s.setValue("table/header", self.table.horizontalHeader().saveState())
         s.setValue("filter/status", str(self.filter_bar.status or ""))
+        s.setValue("filter/scheduled", "true" if self.filter_bar.scheduled else "false")
         s.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -1,8 +1,9 @@
-"""TaskActions: Retry, Cancel, Copy ID and Copy as curl for the selected tasks.
+"""TaskActions: Retry, Cancel, Delete, Copy ID and Copy as curl for the selected tasks.
 
 One QAction each, shared by the Task menu, the table's context menu and the details panel's
 buttons, so shortcuts, labels and enabled states agree everywhere. An action is enabled only
-when it applies to at least one selected task (Retry: failed or cancelled; Cancel: queued).
+when it applies to at least one selected task (Retry: failed or cancelled; Cancel: queued or
+running; Delete: finished, after a confirmation, since it cannot be undone).
 
 Threads: GUI thread only. ``service.retry``/``service.cancel`` are single conditional UPDATEs;
 a task a worker claimed in the meantime is reported, not an error.
@@ -17,6 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from gui.formatting import short_id
 from service.task_service import TaskService
@@ -63,6 +65,10 @@ class TaskActions(QObject):
             "&Cancel", [QKeySequence(Qt.Key.Key_Delete), QKeySequence("Ctrl+.")], self.cancel,
             "Cancel the selected queued tasks (Delete or Ctrl+.)",
         )
+        self.delete_action = self._make(
+            "De&lete…", [QKeySequence("Shift+Delete")], self.delete,
+            "Delete the selected finished tasks, with their logs (Shift+Delete)",
+        )
         self.copy_id_action = self._make(
             "Copy &ID", [QKeySequence(QKeySequence.StandardKey.Copy)], self.copy_ids,
             "Copy the selected tasks' ids (Ctrl+C)",
@@ -87,7 +93,7 @@ class TaskActions(QObject):
         return action
 
     def actions(self) -> list[QAction]:
-        return [self.retry_action, self.cancel_action, self.copy_id_action,
+        return [self.retry_action, self.cancel_action, self.delete_action, self.copy_id_action,
                 self.copy_curl_action]
 
     # -- selection ------------------------------------------------------------------------------
@@ -96,6 +102,7 @@ class TaskActions(QObject):
         self._tasks = list(tasks)
         self.retry_action.setEnabled(any(t.status.can_retry for t in tasks))
         self.cancel_action.setEnabled(any(t.status.can_cancel for t in tasks))
+        self.delete_action.setEnabled(any(t.status.is_finished for t in tasks))
         self.copy_id_action.setEnabled(bool(tasks))
         self.copy_curl_action.setEnabled(bool(tasks) and self._api_url is not None)
 
@@ -108,6 +115,24 @@ class TaskActions(QObject):
     def cancel(self) -> None:
         self._change([t for t in self._tasks if t.status.can_cancel],
                      self._service.cancel_many, "Cancelled", "no longer queued")
+
+    def delete(self) -> None:
+        finished = [t for t in self._tasks if t.status.is_finished]
+        if not finished:
+            return
+        what = (f"task {short_id(finished[0].id)}" if len(finished) == 1
+                else _plural(len(finished), "finished task"))
+        parent = self.parent()
+        answer = QMessageBox.question(
+            parent if isinstance(parent, QWidget) else None, "Delete tasks",
+            f"Delete {what}, with {'its' if len(finished) == 1 else 'their'} results and "
+            "logs? This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self._change(finished, self._service.delete_many, "Deleted", "no longer finished")
 
     def _change(
         self,

@@ -55,6 +55,8 @@ class TaskTableView(QTableView):
             Column.ID: metrics.horizontalAdvance("00000000") + pad,
             Column.ACTION: metrics.horizontalAdvance("render-video") + pad,
             Column.STATUS: metrics.horizontalAdvance("Completed") + 2 * pad + 6,
+            Column.DUE: metrics.horizontalAdvance("due in 59 min") + pad,
+            Column.PRIORITY: metrics.horizontalAdvance("Priority") + pad,
             Column.CREATED: time_width,
             Column.STARTED: time_width,
             Column.FINISHED: time_width,
