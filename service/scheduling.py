@@ -38,7 +38,10 @@ class Options:
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{name} must be a number of seconds")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past a float's range: as far out of range as one
+        number = 1e308 if value > 0 else -1e308
     if not math.isfinite(number):
         raise ValidationError(f"{name} must be a finite number")
     return number
