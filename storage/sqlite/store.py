@@ -699,7 +699,7 @@ def _filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, tupl
 
 # Each order and how a page goes on after the task with a given seq. Served by indexes that
 # end in the rowid (seq), so no listing sorts: newest by the rowid or tasks_by_status;
-# priority by tasks_by_priority or tasks_by_status_priority (migration 5).
+# priority by tasks_by_priority (migration 5), filtered as it is walked.
 _ORDER: dict[TaskSort, str] = {
     TaskSort.NEWEST: "seq DESC",
     TaskSort.PRIORITY: "priority DESC, seq DESC",
