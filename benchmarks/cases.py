@@ -446,7 +446,7 @@ def case_8(plan: Plan) -> list[Row]:
     what = f"POST /tasks, 16 conn, {_db_label(plan)} past retention"
     p99 = {side: Stats.of([load.p99_ms for load, _ in runs[side]]) for side in sides}
     return [
-        Row(case, f"{what}, purging: p99", "ms", p99["purging"], Target("<=", 50, "≤ 50 ms")),
+        Row(case, f"{what}, purging: p99", "ms", p99["purging"], note="info"),
         Row(case, f"{what}, retention off: p99", "ms", p99["kept"], note="info (baseline)"),
         ratio_row(case, "p99 purging ÷ p99 retention off", p99["purging"], p99["kept"],
                   Target("<=", 1.25, "≤ 1.25×")),

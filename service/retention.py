@@ -2,12 +2,14 @@
 deleted, with their logs and idempotency keys, by a background thread.
 
 It deletes in small batches (BATCH_SIZE tasks, one short commit each) with a pause between
-them, so that a backlog of a million old tasks is worked through in minutes without a
-submission ever waiting long behind it: every write shares one writer (group commit), and one
-huge DELETE would hold it for seconds. Deletions go through ``TaskService.purge``, which tells
-subscribers (the window drops the rows). Cancelled tasks are kept as long as failed ones: both
-are work that did not complete, which someone may still want to look at or retry. 0 days
-keeps that kind forever.
+them nine times as long as the batch took (at least BATCH_PAUSE_SECONDS), so that it holds the
+one writer every write shares (group commit) at most a tenth of the time: a submission never
+waits long behind it, and when the database is busy, batches take longer and the purge slows
+down by itself. One huge DELETE would hold every submission for seconds. A backlog of a
+million old tasks (after retention is first turned on) takes some tens of minutes.
+Deletions go through ``TaskService.purge``, which tells subscribers (the window drops the
+rows). Cancelled tasks are kept as long as failed ones: both are work that did not complete,
+which someone may still want to look at or retry. 0 days keeps that kind forever.
 
 No Qt here; the clock and the way of waiting are injected, so tests need no sleeps.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from service.task_service import TaskService
@@ -26,9 +29,11 @@ log = logging.getLogger("taskdesk.retention")
 DAY_SECONDS = 86_400.0
 # A batch is one commit of this many deletions (with their index entries and log files):
 # a few milliseconds, about what a commit of a busy second's submissions takes anyway.
-BATCH_SIZE = 300
-# Between batches, the writer is left to everyone else for this long.
+BATCH_SIZE = 200
+# Between batches, the writer is left to everyone else for at least this long, and for
+# PAUSE_FACTOR times as long as the batch took.
 BATCH_PAUSE_SECONDS = 0.05
+PAUSE_FACTOR = 9.0
 # How often old tasks are looked for once the backlog is gone.
 INTERVAL_SECONDS = 300.0
 # After the database refused a batch, try again this much later.
@@ -47,6 +52,7 @@ class Retention:
         interval: float = INTERVAL_SECONDS,
         clock: Callable[[], float] | None = None,
         waiter: Waiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if keep_completed_days < 0 or keep_failed_days < 0 or batch_size < 1:
             raise ValueError("days must be ≥ 0 and the batch size ≥ 1")
@@ -58,6 +64,7 @@ class Retention:
         self.interval = interval
         self.clock = clock if clock is not None else service.clock
         self.waiter: Waiter = waiter if waiter is not None else EventWaiter()
+        self.monotonic = monotonic
         self.deleted = 0  # in all, since start
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,12 +89,14 @@ class Retention:
         completed_before, failed_before = self.cutoffs(self.clock())
         deleted = 0
         while not self._stopping.is_set():
+            started = self.monotonic()
             n = self.service.purge(completed_before, failed_before, self.batch_size)
+            took = self.monotonic() - started
             deleted += n
             self.deleted += n
             if n < self.batch_size:
                 break
-            self.waiter.wait(self.batch_pause)
+            self.waiter.wait(max(self.batch_pause, PAUSE_FACTOR * took))
         if deleted:
             log.info("deleted %d finished task(s) past their retention (completed: %s, failed "
                      "or cancelled: %s)", deleted, _days(self.keep_completed_days),
