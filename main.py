@@ -1,10 +1,12 @@
 """Taskdesk's entry point: the one place that wires storage, service, API and window together.
 
-Start-up, the same for the window and headless: parse options → open the database (lock,
-integrity check, migrations; before any thread starts) → re-queue work a stopped process left
-running → start the API (so "port in use" stops us before any task runs) → start the workers →
-run the window or the headless loop. Shut-down reverses it: stop the API (no new work), stop
-the workers (running tasks finish, the rest stays queued), close the database.
+Start-up, the same for the window and headless: parse options → read the schedules of the
+actions file (a mistake stops us before the database is touched) → open the database (lock,
+integrity check, migrations; before any thread starts) → check the schedules' actions → re-queue
+work a stopped process left running → start the API (so "port in use" stops us before any task
+runs) → start the workers, the scheduler and retention → run the window or the headless loop.
+Shut-down reverses it: stop the API (no new work), the scheduler and retention, stop the
+workers (running tasks finish, the rest stays queued), close the database.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class FilterBar(QWidget):
 
         # Apart from the statuses, and combined with them: scheduled tasks are queued ones
         # whose time has not come. No count: it would change with the clock alone.
-        self.scheduled_button = QPushButton("⏰ Scheduled", self)
+        self.scheduled_button = QPushButton("Scheduled", self)
         self.scheduled_button.setCheckable(True)
         self.scheduled_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.scheduled_button.setToolTip(

@@ -153,7 +153,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.schedules_dock)
         self.schedules_dock.hide()  # until asked for (the toolbar, Ctrl+Shift+S)
         self.schedules_action = self.schedules_dock.toggleViewAction()
-        self.schedules_action.setText("⏰ Schedules")
+        self.schedules_action.setText("Schedules")
         self.schedules_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
         self.schedules_action.setToolTip("Show the schedules of the actions file (Ctrl+Shift+S)")
         self.queue_toolbar.addAction(self.schedules_action)

@@ -10,13 +10,13 @@ Threads: GUI thread only; ``service.set_paused`` is one small write.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QToolBar, QWidget
+from PySide6.QtWidgets import QStyle, QToolBar, QWidget
 
 from service.task_service import TaskService
 
-PAUSE_TEXT, PAUSED_TEXT = "⏸ Pause queue", "⏸ Paused — click to resume"
+PAUSE_TEXT, PAUSED_TEXT = "Pause queue", "Paused — click to resume"
 
 
 class QueueToolbar(QToolBar):
@@ -27,7 +27,9 @@ class QueueToolbar(QToolBar):
         super().__init__("Queue", parent)
         self.setObjectName("queue_toolbar")  # for saveState
         self._service = service
-        self.pause_action = QAction(PAUSE_TEXT, self)
+        # The style's own pause icon: an emoji would depend on the fonts installed.
+        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause)
+        self.pause_action = QAction(icon, PAUSE_TEXT, self)
         self.pause_action.setCheckable(True)
         self.pause_action.setShortcut(QKeySequence("Ctrl+Shift+P"))
         tip = ("Pause the queue: running tasks finish, nothing new starts, submissions are "
@@ -37,6 +39,7 @@ class QueueToolbar(QToolBar):
         # triggered, not toggled: only the user's click pauses; sync() only shows.
         self.pause_action.triggered.connect(self._on_triggered)
         self.addAction(self.pause_action)
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
 
     @property
     def paused(self) -> bool:

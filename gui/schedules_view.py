@@ -120,7 +120,7 @@ class SchedulesDock(QDockWidget):
             state = status.last_task.status if status.last_task is not None else "deleted"
             last = f"{short_id(status.last_task_id)} {state}"
         return [s.name, s.when, s.action, next_due, last,
-                "⏸ Paused" if status.paused else "Active"]
+                "Paused" if status.paused else "Active"]
 
     def selected_name(self) -> str | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []

@@ -7,7 +7,7 @@ window settings), so neither the user's data nor their window layout is touched.
 made through the real service: completed and failed ones by running their actions, cancelled
 ones by cancelling, running ones on a real worker pool whose action waits until the picture is
 taken, and queued ones simply submitted. A simulated clock spreads their times over the last
-twenty minutes, and the chart gets a synthetic three-minute history (waiting three real
+hour, and the chart gets a synthetic three-minute history (waiting three real
 minutes for one picture would make the script useless). The status bar shows the default API
 address; no server is started.
 """
@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
         migrate(conn, db_path)
         conn.close()
         store = SqliteTaskStore(db_path, "normal")
-        clock = SimClock(time.time() - 20 * 60)
+        clock = SimClock(time.time() - 60 * 60)  # all in the past: nothing looks due later
         release = threading.Event()
         service = _make_service(store, clock, release)
         populate(service, clock, rng)
