@@ -3,11 +3,13 @@
 main.py (the ``taskdesk`` command) imports this module only when Taskdesk is to run, so that
 its subcommands, which talk to a running Taskdesk over HTTP, load none of Qt or the server.
 
-Start-up, the same for the window and headless: the settings (read by main.py) → open the
-database (lock, integrity check, migrations; before any thread starts) → re-queue work a
-stopped process left running → start the API (so "port in use" stops us before any task runs)
-→ start the workers → run the window or the headless loop. Shut-down reverses it: stop the
-API (no new work), stop the workers (running tasks finish, the rest stays queued), close the
+Start-up, the same for the window and headless: the settings (read by main.py) → read the
+schedules of the actions file (a mistake stops us before the database is touched) → open the
+database (lock, integrity check, migrations; before any thread starts) → check the schedules'
+actions → re-queue work a stopped process left running → start the API (so "port in use"
+stops us before any task runs) → start the workers, the scheduler and retention → run the
+window or the headless loop. Shut-down reverses it: stop the API (no new work), the scheduler
+and retention, stop the workers (running tasks finish, the rest stays queued), close the
 database.
 """
 
@@ -32,6 +34,14 @@ from service.api import LOOPBACK_NAMES, ApiConfig, create_app
 from service.api_server import ApiServer, ApiStartError
 from service.event_log import EventLog
 from service.paths import run_folder
+from service.retention import Retention
+from service.schedules import (
+    Schedule,
+    ScheduleError,
+    Scheduler,
+    check_actions,
+    parse_schedules,
+)
 from service.settings import Settings
 from service.task_service import TaskService
 from service.token_file import load_or_create_token, token_path
@@ -58,6 +68,8 @@ class Engine:
     service: TaskService
     pool: WorkerPool
     actions: LoadedActions
+    scheduler: Scheduler
+    retention: Retention
     # The API's token: --token, or, once actions of the user's own can start programs, the
     # one kept beside the database (required on loopback too).
     token: str | None = None
@@ -74,6 +86,7 @@ class Engine:
             problems=self.problems,
             version=VERSION,
             events=self.events,
+            schedules=self.scheduler,
         )
         api = ApiServer(create_app(self.service, config), s.host, s.port)
         try:
@@ -102,10 +115,18 @@ class Engine:
     def exit_code(self) -> int:
         return EXIT_OK if self.store.damage is None else EXIT_DATABASE_DAMAGED
 
+    def start_background(self) -> None:
+        """The workers, then what submits and deletes on its own: schedules, retention."""
+        self.pool.start()
+        self.scheduler.start()
+        self.retention.start()
+
     def stop(self) -> None:
         """Stop taking requests, let running tasks finish, close the database."""
         if self.api is not None:
             self.api.stop()
+        self.scheduler.stop()
+        self.retention.stop()
         finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.started else True
         if finished:
             self.store.close()
@@ -119,6 +140,22 @@ class Engine:
             # on disk and the next start re-queues it. Waiting for it would hang the exit.
             logging.shutdown()
             os._exit(self.exit_code)
+
+
+def load_schedules(actions: LoadedActions) -> list[Schedule]:
+    """The ``[schedules.<name>]`` tables of the actions file, checked (a mistake names the
+    file and the line)."""
+    config = actions.config
+    if config is None or not config.schedules:
+        return []
+    try:
+        text: str | None = config.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None  # read a moment ago: only the line numbers would be missing
+    try:
+        return parse_schedules(config.schedules, str(config.path), text)
+    except ScheduleError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def open_engine(settings: Settings) -> Engine:
@@ -136,6 +173,7 @@ def open_engine(settings: Settings) -> Engine:
     except (ConfigFileError, DuplicateActionError, InvalidActionError,
             NotADirectoryError) as exc:
         raise StartupError(str(exc)) from exc
+    schedules = load_schedules(actions)  # a mistake in the file stops us before the database
     token = settings.token
     if token is None and actions.user_actions:
         path = token_path(settings.db)
@@ -163,6 +201,11 @@ def open_engine(settings: Settings) -> Engine:
                           backoff_base=settings.retry_backoff,
                           task_timeout=settings.task_timeout, kill_grace=settings.kill_grace)
     try:
+        check_actions(schedules, service)
+    except ScheduleError as exc:
+        store.close()
+        raise StartupError(str(exc)) from exc
+    try:
         service.recover()
     except Exception as exc:
         store.close()
@@ -173,7 +216,10 @@ def open_engine(settings: Settings) -> Engine:
     # worker it wakes can report starting it.
     events = EventLog.attach(service)
     pool = WorkerPool(service, settings.workers, settings.prefetch, settings.work_delay)
-    engine = Engine(settings, store, service, pool, actions, token, events=events)
+    scheduler = Scheduler(service, schedules)
+    retention = Retention(service, settings.keep_completed, settings.keep_failed)
+    engine = Engine(settings, store, service, pool, actions, scheduler, retention, token,
+                    events=events)
     store.on_damage = engine.database_damaged
     return engine
 
@@ -246,7 +292,7 @@ def run(settings: Settings, app: QCoreApplication, front_end: FrontEnd,
                 report(str(exc))
                 return EXIT_STARTUP_FAILED
             log.error("%s", exc)
-        engine.pool.start()
+        engine.start_background()
         if not signals.requested:
             front_end(app, engine, signals)
     finally:
@@ -292,7 +338,7 @@ def run_window(settings: Settings) -> int:
             token=engine.token,
             load_problems=[str(p) for p in engine.actions.problems],
         )
-        window = MainWindow(engine.service, engine.pool, info)
+        window = MainWindow(engine.service, engine.pool, info, schedules=engine.scheduler)
         try:
             window.show()
             if not signals.requested:

@@ -10,6 +10,8 @@ Two kinds:
   failed (3 attempts, an error), 5 % cancelled. No queued or running task, so a Taskdesk
   serving reads on it has nothing to run and leaves the file as it found it.
 - ``queued``: every task queued and due, as after a burst nobody has worked through yet.
+- ``old``: ``mixed``, but finished over a year ago: all of it past the default retention
+  (30 days completed, 90 failed or cancelled), as a backlog for the purge to work through.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from storage.sqlite import migrate, open_connection
 
 BATCH_ROWS = 100_000
 ACTIONS = ("uppercase", "sum", "send-email", "thumbnail", "noop")
-KINDS = ("mixed", "queued")
+KINDS = ("mixed", "queued", "old")
+OLD_SECONDS = 400 * 86_400  # how long ago the "old" kind finished
 
 Row = tuple[str, str, str, str, str | None, str | None, int, float, float | None, float | None]
 
@@ -75,7 +78,7 @@ def generate(path: Path, rows: int, kind: str, timeout: float) -> float:
         migrate(conn, path)
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB, so index pages stay in memory
-        first_created = time.time() - rows * 0.5
+        first_created = time.time() - rows * 0.5 - (OLD_SECONDS if kind == "old" else 0)
         for start in range(0, rows, BATCH_ROWS):
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"generating {path} took more than {timeout:.0f} s")

@@ -7,6 +7,7 @@ the medians, and the min/max of a ratio row are those of the per-repetition rati
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -425,12 +426,67 @@ def case_10(plan: Plan) -> list[Row]:
     return pg_cases.case_10(plan, alternate, say)
 
 
+# -- 11: submissions while retention purges a backlog ------------------------------------------
+
+
+def _count_tasks(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT sum(n) FROM task_counts").fetchone()[0] or 0)
+    finally:
+        conn.close()
+
+
+def case_11(plan: Plan) -> list[Row]:
+    """POST /tasks at 16 connections on a database whose finished tasks are all past their
+    retention: once with retention on (it purges in batches meanwhile), once with it off
+    (0 days: kept forever), alternating. The p99 must not move."""
+    source = plan.big.path("old", plan.big_rows)
+    sides = ("purging", "kept")
+
+    def measure(side: str, rep: int) -> tuple[LoadResult, int]:
+        folder = plan.scratch(f"purge-{side}")
+        db = folder / "tasks.db"
+        shutil.copyfile(source, db)  # Taskdesk deletes from it: a copy for each run
+        before = _count_tasks(db)
+        keep = ("30", "90") if side == "purging" else ("0", "0")
+        with Server.taskdesk(db, folder / "taskdesk.log", "--keep-completed", keep[0],
+                             "--keep-failed", keep[1]) as server:
+            load = run_load(server.port, "/tasks", connections=16,
+                            duration=plan.http_seconds, body=BODY, expect=202,
+                            use_wrk=plan.use_wrk)
+        deleted = before + load.ok - _count_tasks(db)
+        say(f"case 11 rep {rep + 1}: {side}: POST p99 {load.p99_ms:.1f} ms, "
+            f"{load.per_second:,.0f} req/s, {deleted:,} old tasks deleted meanwhile")
+        return load, deleted
+
+    runs = alternate(sides, plan.reps, measure)
+    case = "11 purge"
+    what = f"POST /tasks, 16 conn, {_db_label(plan)} past retention"
+    p99 = {side: Stats.of([load.p99_ms for load, _ in runs[side]]) for side in sides}
+    return [
+        Row(case, f"{what}, purging: p99", "ms", p99["purging"], note="info"),
+        Row(case, f"{what}, retention off: p99", "ms", p99["kept"], note="info (baseline)"),
+        ratio_row(case, "p99 purging ÷ p99 retention off", p99["purging"], p99["kept"],
+                  Target("<=", 1.25, "≤ 1.25×")),
+        Row(case, f"{what}, purging: req/s", "req/s",
+            Stats.of([load.per_second for load, _ in runs["purging"]]), note="info"),
+        Row(case, f"{what}, retention off: req/s", "req/s",
+            Stats.of([load.per_second for load, _ in runs["kept"]]), note="info"),
+        Row(case, "old tasks deleted during the load", "tasks",
+            Stats.of([float(deleted) for _, deleted in runs["purging"]]), note="info"),
+        Row(case, "errors (both sides)", "errors",
+            Stats.of([float(load.errors) for side in sides for load, _ in runs[side]]),
+            Target("<=", 0, "0")),
+    ]
+
+
 CASE_NAMES = {
     1: "1 in-process", 2: "2 tutorial", 3: "3 HTTP submit", 4: "4 HTTP pipeline",
     5: "5 reads", 6: "6 window", 7: "7 memory", 8: "8 nodes", 9: "9 vs procrastinate",
-    10: "10 POST on PostgreSQL",
+    10: "10 POST on PostgreSQL", 11: "11 purge",
 }
 CASES: dict[int, Callable[[Plan], list[Row]]] = {
     1: case_1, 2: case_2, 3: case_3, 4: case_4, 5: case_5, 6: case_6, 7: case_7,
-    8: case_8, 9: case_9, 10: case_10,
+    8: case_8, 9: case_9, 10: case_10, 11: case_11,
 }

@@ -58,6 +58,7 @@ from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import pretty_json, short_id
 from gui.schema_form import FormError, SchemaForm
 from gui.status_style import STATUS_COLORS
+from gui.when_options import WhenOptions
 from service.actions import Action
 from service.errors import ValidationError
 from service.task_service import TaskService
@@ -154,10 +155,14 @@ class ComposePanel(QWidget):
         buttons.addWidget(self.copies_spin)
         buttons.addWidget(self.submit_button)
 
+        # When and in what order it runs (gui/when_options.py): sent with every submission.
+        self.when = WhenOptions(self, clock=service.clock)
+
         self.sections = QVBoxLayout(self)
         self.sections.setContentsMargins(0, 0, 0, 0)
         self.sections.addLayout(picker)
         self.sections.addWidget(self.tabs, 1)
+        self.sections.addWidget(self.when)
         self.sections.addLayout(buttons)
 
         self.action_combo.currentTextChanged.connect(self._on_action_changed)
@@ -179,8 +184,10 @@ class ComposePanel(QWidget):
                 row = self.form.row(name)
                 if row is not None:
                     inputs += row.inputs()
+        when = self.when
         return [self.action_combo, self.tabs.tabBar(), *inputs, self.json_edit,
-                self.copies_spin, self.submit_button]
+                when.toggle, when.start_combo, when.priority_spin, when.after_list,
+                when.add_button, self.copies_spin, self.submit_button]
 
     # -- what would be submitted ---------------------------------------------------------------
 
@@ -254,10 +261,12 @@ class ComposePanel(QWidget):
         self.submitted.emit(ids)
 
     def _store(self, action: str, data: dict[str, Any], copies: int) -> list[str]:
-        """Store the task(s); the one place a submission reaches the service."""
+        """Store the task(s) with the When options; the one place a submission reaches the
+        service."""
+        options = self.when.options()
         if copies == 1:
-            return [self._service.submit(action, data).id]
-        return self._service.submit_many(action, data, copies)
+            return [self._service.submit(action, data, **options).id]
+        return self._service.submit_many(action, data, copies, **options)
 
     # -- actions, drafts, and keeping form and JSON in step -------------------------------------
 

@@ -1,5 +1,6 @@
-"""FilterBar: the status filter (a segmented row of toggle buttons with live counts) and the
-debounced search box above the table.
+"""FilterBar: the status filter (a segmented row of toggle buttons with live counts), the
+"Scheduled" toggle (only queued tasks not due yet) and the debounced search box above the
+table.
 
 Threads: GUI thread only; counts are pushed in by the window's refresh.
 """
@@ -56,6 +57,7 @@ QPushButton:focus { text-decoration: underline; }
 class FilterBar(QWidget):
     status_changed = Signal(object)  # TaskStatus | None
     search_changed = Signal(str)
+    scheduled_changed = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -85,10 +87,20 @@ class FilterBar(QWidget):
         self._buttons[None].setChecked(True)
         self._group.buttonClicked.connect(self._on_button)
 
+        # Apart from the statuses, and combined with them: scheduled tasks are queued ones
+        # whose time has not come. No count: it would change with the clock alone.
+        self.scheduled_button = QPushButton("Scheduled", self)
+        self.scheduled_button.setCheckable(True)
+        self.scheduled_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.scheduled_button.setToolTip(
+            "Show only queued tasks not due yet: delayed, run at a later time, or waiting to "
+            "retry")
+        self.scheduled_button.toggled.connect(self.scheduled_changed)
+
         self.search_edit = QLineEdit(self)
         self.search_edit.setPlaceholderText("Search by id prefix or action   (Ctrl+F)")
         self.search_edit.setClearButtonEnabled(True)
-        self.search_edit.setMinimumWidth(150)
+        self.search_edit.setMinimumWidth(80)  # leaves room for the Scheduled toggle
         self.search_edit.setMaximumWidth(360)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -102,6 +114,7 @@ class FilterBar(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(segments)
+        layout.addWidget(self.scheduled_button)
         layout.addStretch(1)
         layout.addWidget(self.search_edit, 2)  # grows up to its maximum before the gap does
         self._update_labels()
@@ -122,6 +135,16 @@ class FilterBar(QWidget):
     @property
     def search(self) -> str:
         return self._last_search
+
+    @property
+    def scheduled(self) -> bool:
+        return self.scheduled_button.isChecked()
+
+    def set_scheduled(self, on: bool) -> None:
+        """Set the Scheduled toggle without emitting (the caller applies it)."""
+        blocked = self.scheduled_button.blockSignals(True)
+        self.scheduled_button.setChecked(on)
+        self.scheduled_button.blockSignals(blocked)
 
     def button(self, status: TaskStatus | None) -> QPushButton:
         return self._buttons[status]

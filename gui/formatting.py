@@ -7,11 +7,12 @@ wording. Times are Unix seconds from the store, shown in the user's local time z
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import datetime
 from typing import Any
 
-from storage import Task
+from storage import Task, TaskStatus
 
 SHORT_ID_LENGTH = 8
 PREVIEW_CHARS = 300
@@ -108,3 +109,30 @@ def preview(task: Task) -> str:
     if isinstance(result, dict) and set(result) == {"output"}:
         result = result["output"]
     return one_line(result if isinstance(result, str) else compact_json(result))
+
+
+def format_span(seconds: float) -> str:
+    """A time ahead, roughly, as a person says it: '45 s', '4 min', '2 h 5 min', '3 d 4 h'."""
+    if seconds < 59.5:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def format_due(task: Task, now: float) -> str:
+    """Why a queued task has not started: 'due in 4 min' (delayed, or waiting to retry),
+    'after 2 tasks' (it waits for them to complete), or both; '' for any other task."""
+    if task.status != TaskStatus.QUEUED:
+        return ""
+    parts = []
+    if task.run_after > now:
+        parts.append(f"due in {format_span(task.run_after - now)}")
+    if task.waiting:
+        parts.append(f"after {task.waiting} task{'' if task.waiting == 1 else 's'}")
+    return ", ".join(parts)

@@ -1,7 +1,9 @@
 """MainWindow: Taskdesk's window, composed of the panels in this package.
 
-Layout: the status filter and search above the task table, the throughput chart below it; on
-the right, the compose panel above the details of the selection; the status bar at the bottom.
+Layout: the queue toolbar (Pause/Resume, Schedules) on top; the status filter and search above
+the task table, the throughput chart below it; on the right, the compose panel (with its When
+and order options) above the details of the selection; the Schedules view docked at the
+bottom when asked for; the status bar at the bottom.
 
 Threads and refreshes:
 - Only the GUI thread touches widgets and models. It waits only on the database: on reads,
@@ -15,8 +17,9 @@ Threads and refreshes:
   filter counts, the status bar and the details of the selection. A flood of changes thus costs
   at most ten bounded refreshes a second, fewer when a refresh is slow (see change_feed.py).
 - A 1 s timer updates the status bar (workers busy, queue depth, throughput, the database's
-  health) and the chart, and retries what a fault left undone: a filter not yet applied, a
-  page not yet loaded.
+  health, the pause, which the API or another instance may set), the chart, "due in" texts
+  and the schedules, and retries what a fault left undone: a filter not yet applied, a page
+  not yet loaded.
 - Reads go through the service on the GUI thread: indexed pages, O(1) counts (a scan of the
   matching tasks while searching); SQLite in WAL mode lets them run while workers write.
 
@@ -64,12 +67,15 @@ from gui.nodes_panel import NodesPanel
 from gui.notifications import Notifier, StatusBarSink
 from gui.preferences import Preferences
 from gui.preferences_dialog import PreferencesDialog
+from gui.queue_toolbar import QueueToolbar
+from gui.schedules_view import SchedulesDock
 from gui.status_bar import StatusBarPanel
 from gui.task_actions import TaskActions
 from gui.task_table_model import TaskTableModel
 from gui.task_table_view import TaskTableView
 from gui.throughput_chart import ThroughputChart
 from gui.tray import TrayController, TrayIconFactory, system_tray_icon
+from service.schedules import Scheduler
 from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import STATUSES, TaskStatus
@@ -108,12 +114,14 @@ class MainWindow(QMainWindow):
         *,
         settings: QSettings | None = None,
         tray_icon: TrayIconFactory = system_tray_icon,
+        schedules: Scheduler | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.service = service
         self.pool = pool
         self.info = info
+        self.schedules = schedules
         self._settings = settings if settings is not None else QSettings()
         self._closed_down = False
 
@@ -140,6 +148,8 @@ class MainWindow(QMainWindow):
         if service.store.shared:
             self.nodes = NodesPanel(service, self.statusBar(), self)
             self.addDockWidget(self.nodes.area(), self.nodes.dock)
+        self.queue_toolbar = QueueToolbar(service, self)
+        self.schedules_dock = SchedulesDock(schedules, self)
         self.stats_timer = QTimer(self)
         self.stats_timer.setInterval(STATS_INTERVAL_MS)
         self._filter_pending = False  # the filter bar's choice is not yet shown (a fault)
@@ -174,6 +184,15 @@ class MainWindow(QMainWindow):
         self.main_splitter.addWidget(self.right_splitter)
         self.main_splitter.setStretchFactor(0, 1)
         self.main_splitter.setChildrenCollapsible(False)
+
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.queue_toolbar)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.schedules_dock)
+        self.schedules_dock.hide()  # until asked for (the toolbar, Ctrl+Shift+S)
+        self.schedules_action = self.schedules_dock.toggleViewAction()
+        self.schedules_action.setText("Schedules")
+        self.schedules_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.schedules_action.setToolTip("Show the schedules of the actions file (Ctrl+Shift+S)")
+        self.queue_toolbar.addAction(self.schedules_action)
 
         central = QWidget(self)
         layout = QVBoxLayout(central)
@@ -222,7 +241,7 @@ class MainWindow(QMainWindow):
         task_menu.addAction(self.find_action)
         task_menu.addSeparator()
         actions = self.task_actions
-        for action in (actions.retry_action, actions.cancel_action):
+        for action in (actions.retry_action, actions.cancel_action, actions.delete_action):
             task_menu.addAction(action)
         task_menu.addSeparator()
         for action in (actions.copy_id_action, actions.copy_curl_action):
@@ -230,11 +249,15 @@ class MainWindow(QMainWindow):
         if self.nodes is not None:
             view_menu = menu_bar.addMenu("&View")
             view_menu.addAction(self.nodes.dock.toggleViewAction())
+        queue_menu = menu_bar.addMenu("&Queue")
+        queue_menu.addAction(self.queue_toolbar.pause_action)
+        queue_menu.addAction(self.schedules_action)
 
         # The table's right-click menu: the same actions, so shortcuts and states agree.
         separator = QAction(self)
         separator.setSeparator(True)
-        self.table.addActions([actions.retry_action, actions.cancel_action, separator,
+        self.table.addActions([actions.retry_action, actions.cancel_action,
+                               actions.delete_action, separator,
                                actions.copy_id_action, actions.copy_curl_action])
 
         self.about_action = QAction("&About Taskdesk", self)
@@ -251,7 +274,14 @@ class MainWindow(QMainWindow):
             self.stats_timer.timeout.connect(self.nodes.refresh)
         self.filter_bar.status_changed.connect(self._apply_filter)
         self.filter_bar.search_changed.connect(self._apply_filter)
+        self.filter_bar.scheduled_changed.connect(self._apply_filter)
         self.compose.submitted.connect(self.refresh_now)
+        self.compose.when.add_selected_requested.connect(
+            lambda: self.compose.when.add_tasks(self.table.selected_tasks()))
+        self.queue_toolbar.paused_changed.connect(self.status.set_paused)
+        self.queue_toolbar.message.connect(self.status.show_message)
+        self.schedules_dock.message.connect(self.status.show_message)
+        self.schedules_dock.changed.connect(self.refresh_now)
         self.task_actions.changed.connect(self.refresh_now)
         self.task_actions.message.connect(self.status.show_message)
         self.task_actions.failed.connect(self.tell_user)
@@ -316,12 +346,30 @@ class MainWindow(QMainWindow):
 
     def _refresh_stats(self) -> None:
         self.chart.set_series(self.service.rates.series(self.chart.seconds))  # in memory
-        # Also how the status bar learns that a fault met by another thread came or went.
-        self.database.run("update the status bar", self._refresh_status_bar)
+        # Also how the status bar learns that a fault met by another thread came or went. One
+        # guarded call: a success right after a failure would clear the failure shown.
+        self.database.run("update the status bar", self._refresh_bar_and_time_bound)
         if self._filter_pending:
             self._apply_filter()
         elif self.model.fetch_failed:
             self.table.fetch_more_if_at_end()
+
+    def _refresh_bar_and_time_bound(self) -> None:
+        self._refresh_status_bar()
+        self._refresh_time_bound()
+
+    def _refresh_time_bound(self) -> None:
+        """What changes with the clock or is stored by others: the pause (the API or another
+        instance may have paused), "due in" texts, scheduled tasks that became due, and the
+        schedules' next due times."""
+        paused = self.service.paused()
+        self.queue_toolbar.sync(paused)
+        self.status.set_paused(paused)
+        if self.model.refresh_due():
+            self.model.refresh()
+            self._refresh_counts()
+        if self.schedules_dock.isVisible():
+            self.schedules_dock.refresh()
 
     def _on_selection(self) -> None:
         tasks = self.table.selected_tasks()
@@ -344,12 +392,19 @@ class MainWindow(QMainWindow):
 
     def _load_filter(self) -> None:
         keep = self.table.selected_ids()
-        self.model.set_filter(self.filter_bar.status, self.filter_bar.search)
+        self.model.set_filter(self.filter_bar.status, self.filter_bar.search,
+                              self.filter_bar.scheduled)
         self.table.select_ids(keep)
         self._refresh_counts()
 
     def _update_placeholder(self) -> None:
         status, search = self.model.status_filter, self.model.search
+        if self.model.scheduled:
+            what = f"{status} scheduled tasks" if status else "scheduled tasks"
+            self.table.placeholder = (f"No {what}" + (f" match “{search}”" if search else "")
+                                      + ".\nTasks submitted with a delay or a time to run at "
+                                      "are shown here until they are due.")
+            return
         if status is None and not search:
             text = ("No tasks yet.\nSubmit one with the form on the right (Ctrl+Enter)"
                     + (f"\nor POST it to {self.info.api_url}/tasks" if self.info.api_url else ""))
@@ -410,6 +465,7 @@ class MainWindow(QMainWindow):
             self.table.horizontalHeader().restoreState(header_state)
         status = s.value("filter/status", "")
         self.filter_bar.set_status(TaskStatus(str(status)) if status in STATUSES else None)
+        self.filter_bar.set_scheduled(str(s.value("filter/scheduled", "false")) == "true")
 
     def _splitters(self) -> dict[str, QSplitter]:
         return {"main": self.main_splitter, "left": self.left_splitter,
@@ -422,6 +478,7 @@ class MainWindow(QMainWindow):
             s.setValue(f"splitters/{key}", splitter.saveState())
         s.setValue("table/header", self.table.horizontalHeader().saveState())
         s.setValue("filter/status", str(self.filter_bar.status or ""))
+        s.setValue("filter/scheduled", "true" if self.filter_bar.scheduled else "false")
         s.sync()
 
     def open_preferences(self) -> None:

@@ -1,8 +1,9 @@
-"""StatusBarPanel: what is wrong with the database, if anything (a red "⚠ Database
-unavailable: …" shown while the problem lasts), plugins that failed to load ("⚠ 1 plugin failed
-to load", the errors as tooltip), the API address (click to copy) or why the API is not
-running, workers busy out of total, queue depth and throughput, as permanent widgets of the
-window's QStatusBar. The bar's left part stays free for short reports ("Copied 1 id").
+"""StatusBarPanel: "⏸ Paused" while the queue is paused, what is wrong with the database, if
+anything (a red "⚠ Database unavailable: …" shown while the problem lasts), plugins that failed
+to load ("⚠ 1 plugin failed to load", the errors as tooltip), the API address (click to copy)
+or why the API is not running, workers busy out of total, queue depth and throughput, as
+permanent widgets of the window's QStatusBar. The bar's left part stays free for short reports
+("Copied 1 id").
 
 Threads: GUI thread only; the window calls ``update_stats`` from its timers and
 ``show_problem`` when gui/database_status.py reports a change.
@@ -72,6 +73,16 @@ class StatusBarPanel:
             )
             self.api_label.setStyleSheet(f"color: {_on_bar(bar, 'cancelled')};")
             api_widget = self.api_label
+        # Shown only while the queue is paused, first, in words: the one state in which
+        # queued work does not move although nothing is wrong.
+        self.paused_label = QLabel("⏸ Paused", bar)
+        self.paused_label.setToolTip(
+            "The queue is paused: running tasks finish, nothing new starts; submissions are "
+            "still accepted. Resume it with the toolbar's Pause button (Ctrl+Shift+P).")
+        self.paused_label.setStyleSheet(
+            f"color: {STATUS_COLORS['cancelled'].name()}; font-weight: bold;")
+        bar.addPermanentWidget(self.paused_label)
+        self.paused_label.setVisible(False)
         # Permanent, unlike the reports on the left: it must not give way to "Copied 1 id".
         self.problem_label = QLabel(bar)
         self.problem_label.setStyleSheet(f"color: {_on_bar(bar, 'failed')};")
@@ -136,6 +147,14 @@ class StatusBarPanel:
         self._set(self.workers_label, workers_text)
         self._set(self.queue_label, f"Queued {format_count(counts.get(TaskStatus.QUEUED, 0))}")
         self._set(self.throughput_label, f"{completed_per_second:,.1f} completed/s")
+
+    def set_paused(self, paused: bool) -> None:
+        if self.paused_label.isVisibleTo(self._bar) != paused:
+            self.paused_label.setVisible(paused)
+
+    @property
+    def paused_shown(self) -> bool:
+        return self.paused_label.isVisibleTo(self._bar)
 
     @staticmethod
     def _set(label: QLabel, text: str) -> None:

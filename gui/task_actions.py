@@ -1,11 +1,12 @@
-"""TaskActions: Retry, Cancel, Copy ID and Copy as curl for the selected tasks.
+"""TaskActions: Retry, Cancel, Delete, Copy ID and Copy as curl for the selected tasks.
 
 One QAction each, shared by the Task menu, the table's context menu and the details panel's
 buttons, so shortcuts, labels and enabled states agree everywhere. An action is enabled only
 when it applies to at least one selected task (Retry: failed or cancelled; Cancel: queued, or
-running and not yet asked to stop). Cancel reads "Stop" when it would only stop running tasks.
-Neither asks for confirmation: a cancelled task can be retried, and a running one asked to
-stop ends cancelled, so nothing is lost that Retry cannot bring back.
+running and not yet asked to stop; Delete: finished). Cancel reads "Stop" when it would only
+stop running tasks. Retry and Cancel ask for no confirmation: a cancelled task can be retried,
+and a running one asked to stop ends cancelled, so nothing is lost that Retry cannot bring
+back; Delete asks first, since it cannot be undone.
 
 Threads: GUI thread only. Retry and Cancel are one conditional UPDATE for the whole selection
 (``service.retry_many``/``cancel_many``), and the GUI thread waits for the commit that makes it
@@ -25,6 +26,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import short_id
@@ -110,6 +112,10 @@ class TaskActions(QObject):
             CANCEL_TEXT, [QKeySequence(Qt.Key.Key_Delete), QKeySequence("Ctrl+.")], self.cancel,
             CANCEL_TIP,
         )
+        self.delete_action = self._make(
+            "De&lete…", [QKeySequence("Shift+Delete")], self.delete,
+            "Delete the selected finished tasks, with their logs (Shift+Delete)",
+        )
         self.copy_id_action = self._make(
             "Copy &ID", [QKeySequence(QKeySequence.StandardKey.Copy)], self.copy_ids,
             "Copy the selected tasks' ids (Ctrl+C)",
@@ -134,7 +140,7 @@ class TaskActions(QObject):
         return action
 
     def actions(self) -> list[QAction]:
-        return [self.retry_action, self.cancel_action, self.copy_id_action,
+        return [self.retry_action, self.cancel_action, self.delete_action, self.copy_id_action,
                 self.copy_curl_action]
 
     # -- selection ------------------------------------------------------------------------------
@@ -145,6 +151,7 @@ class TaskActions(QObject):
         cancellable = _cancellable(tasks)
         self.cancel_action.setEnabled(bool(cancellable))
         self.cancel_action.setText(STOP_TEXT if _stops_only(cancellable) else CANCEL_TEXT)
+        self.delete_action.setEnabled(any(t.status.is_finished for t in tasks))
         self.copy_id_action.setEnabled(bool(tasks))
         self.copy_curl_action.setEnabled(bool(tasks) and self._api_url is not None)
 
@@ -178,6 +185,31 @@ class TaskActions(QObject):
                          f"{'it' if len(cancelled) == 1 else 'them'}")
         self._report([p for p in parts if p], len(tasks) - len(mine),
                      f"no longer {describe_statuses(CANCELLABLE)}")
+
+    def delete(self) -> None:
+        """Delete the selected finished tasks, with their logs, once the user confirms (it
+        cannot be undone)."""
+        finished = [t for t in self._tasks if t.status.is_finished]
+        if not finished:
+            return
+        what = (f"task {short_id(finished[0].id)}" if len(finished) == 1
+                else _plural(len(finished), "finished task"))
+        parent = self.parent()
+        answer = QMessageBox.question(
+            parent if isinstance(parent, QWidget) else None, "Delete tasks",
+            f"Delete {what}, with {'its' if len(finished) == 1 else 'their'} results and "
+            "logs? This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        applied = self._apply(finished, self._service.delete_many, "Delete")
+        if applied is None:
+            return
+        done = _mine(finished, applied)
+        self._report([_done("Deleted", done, finished)], len(finished) - len(done),
+                     "no longer finished")
 
     def _apply(
         self, tasks: list[Task], apply: Callable[[Sequence[str]], list[Task]], verb: str

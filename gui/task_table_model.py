@@ -39,6 +39,7 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication, QStandardItem, QStanda
 from gui.database_status import DatabaseStatus, Failed
 from gui.formatting import (
     format_attempts,
+    format_due,
     format_duration,
     format_time,
     format_timestamp,
@@ -73,18 +74,22 @@ class Column(IntEnum):
     ID = 0
     ACTION = 1
     STATUS = 2
-    CREATED = 3
-    STARTED = 4
-    FINISHED = 5
-    DURATION = 6
-    ATTEMPTS = 7
-    OUTPUT = 8
+    DUE = 3
+    PRIORITY = 4
+    CREATED = 5
+    STARTED = 6
+    FINISHED = 7
+    DURATION = 8
+    ATTEMPTS = 9
+    OUTPUT = 10
 
 
 HEADERS: dict[Column, str] = {
     Column.ID: "ID",
     Column.ACTION: "Action",
     Column.STATUS: "Status",
+    Column.DUE: "Due",
+    Column.PRIORITY: "Priority",
     Column.CREATED: "Created",
     Column.STARTED: "Started",
     Column.FINISHED: "Finished",
@@ -100,19 +105,20 @@ ID_ROLE = Qt.ItemDataRole.UserRole + 2
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
-_NOT_LEFT = frozenset({Column.DURATION, Column.ATTEMPTS})
+_NOT_LEFT = frozenset({Column.DURATION, Column.ATTEMPTS, Column.PRIORITY})
 
 
 def _alignment(column: Column) -> Qt.AlignmentFlag:
     """Where a column's text sits (left unless listed in _NOT_LEFT)."""
     if column == Column.DURATION:
         return _RIGHT
-    return _CENTER if column == Column.ATTEMPTS else _LEFT
+    return _CENTER if column in (Column.ATTEMPTS, Column.PRIORITY) else _LEFT
 
 
-def _task_query(status: TaskStatus | None, search: str, ids: list[str] | None = None
-                ) -> TaskQuery:
-    return TaskQuery(status=status, search=search or None, ids=ids)
+def _task_query(status: TaskStatus | None, search: str, ids: list[str] | None = None,
+                scheduled_after: float | None = None) -> TaskQuery:
+    return TaskQuery(status=status, search=search or None, ids=ids,
+                     scheduled_after=scheduled_after)
 
 
 class TaskTableModel(QStandardItemModel):
@@ -136,6 +142,8 @@ class TaskTableModel(QStandardItemModel):
         self._live_window = max(live_window, page_size)
         self._status: TaskStatus | None = None
         self._search = ""
+        self._scheduled = False  # only queued tasks not due yet
+        self._now = service.now()  # the time the Due cells were written for
         self._rows: list[Task] = []
         self._row_of: dict[str, int] | None = None  # built on demand, dropped on change
         self._has_more = False
@@ -157,17 +165,27 @@ class TaskTableModel(QStandardItemModel):
     def search(self) -> str:
         return self._search
 
-    def set_filter(self, status: TaskStatus | None, search: str = "") -> None:
-        """Show tasks in *status* (None: all) matching *search*; reloads the first page.
-        When the read raises, the model still shows the previous filter's rows."""
+    @property
+    def scheduled(self) -> bool:
+        return self._scheduled
+
+    def set_filter(self, status: TaskStatus | None, search: str = "",
+                   scheduled: bool | None = None) -> None:
+        """Show tasks in *status* (None: all) matching *search*, only those not due yet when
+        *scheduled* (None: as before); reloads the first page. When the read raises, the
+        model still shows the previous filter's rows."""
         search = search.strip()
+        scheduled = self._scheduled if scheduled is None else scheduled
+        now = self._service.now()
         # Read before the reset: a reset begun and never ended leaves views unusable.
-        rows = self._service.page(_task_query(status, search), self._page_size)
+        rows = self._service.page(_task_query(status, search, None, now if scheduled else None),
+                                  self._page_size)
         self.beginResetModel()
         # The rows are rebuilt silently: views learn of them from modelReset, all at once.
         blocked = self.blockSignals(True)
         try:
-            self._status, self._search = status, search
+            self._status, self._search, self._scheduled = status, search, scheduled
+            self._now = now
             self._rows = rows
             self._has_more = len(self._rows) == self._page_size
             self._wanted = self._page_size
@@ -184,7 +202,8 @@ class TaskTableModel(QStandardItemModel):
         self.set_filter(self._status, self._search)
 
     def _filter(self, ids: list[str] | None = None) -> TaskQuery:
-        return _task_query(self._status, self._search, ids)
+        return _task_query(self._status, self._search, ids,
+                           self._service.now() if self._scheduled else None)
 
     def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
         return self._service.page(self._filter(), limit, before_seq)
@@ -206,6 +225,7 @@ class TaskTableModel(QStandardItemModel):
 
     def refresh(self, changed: Mapping[str, int] | None = None) -> None:
         """Bring the loaded rows up to date; *changed* maps changed task ids to their seq."""
+        self._now = self._service.now()
         rows = self._rows
         limit = min(max(len(rows), self._page_size), self._live_window)
         head = self._query(limit)
@@ -285,6 +305,29 @@ class TaskTableModel(QStandardItemModel):
                 self.index(last_changed, len(Column) - 1),
             )
 
+    def refresh_due(self) -> bool:
+        """Rewrite the Due cells whose text moved on with the clock ("due in 4 min" → "3
+        min"); True when the scheduled filter shows a task that is due now, so that the
+        caller reloads (it no longer belongs)."""
+        self._now = now = self._service.now()
+        first, last = -1, -1
+        blocked = self.blockSignals(True)
+        try:
+            for row, task in enumerate(self._rows):
+                if task.status != TaskStatus.QUEUED:
+                    continue
+                item = self.item(row, Column.DUE)
+                text = format_due(task, now)
+                if item is not None and item.text() != text:
+                    item.setText(text)
+                    first = row if first < 0 else first
+                    last = row
+        finally:
+            self.blockSignals(blocked)
+        if first >= 0:
+            self.dataChanged.emit(self.index(first, Column.DUE), self.index(last, Column.DUE))
+        return self._scheduled and any(t.run_after <= now for t in self._rows)
+
     # -- Qt model interface ---------------------------------------------------------------------
     # Cells live in QStandardItems, so painting reads them in C++: a Python data() would be
     # called for every role of every visible cell on every repaint, each call waiting for the
@@ -302,6 +345,7 @@ class TaskTableModel(QStandardItemModel):
         if parent.isValid() or not self._has_more:
             return
         before = self._rows[-1].seq if self._rows else None
+        self._now = self._service.now()
         # Qt calls this from its own event handling, where an exception would only be printed.
         page = self._database.call(
             "load more tasks", lambda: self._query(self._page_size, before)
@@ -379,8 +423,7 @@ class TaskTableModel(QStandardItemModel):
             return None
         return self._tooltip(task, Column(column))
 
-    @staticmethod
-    def _display(task: Task, column: Column) -> str:
+    def _display(self, task: Task, column: Column) -> str:
         match column:
             case Column.ID:
                 return short_id(task.id)
@@ -388,6 +431,10 @@ class TaskTableModel(QStandardItemModel):
                 return task.action
             case Column.STATUS:
                 return status_label(task)
+            case Column.DUE:
+                return format_due(task, self._now)
+            case Column.PRIORITY:
+                return str(task.priority)
             case Column.CREATED:
                 return format_time(task.created_at)
             case Column.STARTED:
@@ -410,6 +457,12 @@ class TaskTableModel(QStandardItemModel):
                 return _status_tooltip(task)
             case Column.CREATED:
                 return format_timestamp(task.created_at)
+            case Column.DUE:
+                if task.status != TaskStatus.QUEUED:
+                    return None
+                waits = f"waits for {', '.join(task.after)}" if task.waiting else ""
+                due = f"not before {format_timestamp(task.run_after)}"
+                return "; ".join(t for t in (due, waits) if t)
             case Column.STARTED:
                 return format_timestamp(task.started_at) if task.started_at else None
             case Column.FINISHED:

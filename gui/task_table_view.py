@@ -57,6 +57,8 @@ class TaskTableView(QTableView):
             # The widest badge: a running task's progress, or "Cancelling…".
             Column.STATUS: max(metrics.horizontalAdvance(label) for label in
                                ("Completed", "Running 100 %", CANCELLING_LABEL)) + 2 * pad + 6,
+            Column.DUE: metrics.horizontalAdvance("due in 59 min") + pad,
+            Column.PRIORITY: metrics.horizontalAdvance("Priority") + pad,
             Column.CREATED: time_width,
             Column.STARTED: time_width,
             Column.FINISHED: time_width,

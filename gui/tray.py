@@ -298,10 +298,12 @@ class TrayController(QObject):
         return self._icons[state]
 
     def refresh(self) -> None:
-        counts = self.database.call("read the queue's state", self.service.counts)
-        paused = self.database.call("read the queue's state", self.service.paused)
-        if isinstance(counts, Failed) or isinstance(paused, Failed):
+        # One guarded call: a success right after a failure would clear the failure shown.
+        state = self.database.call("read the queue's state",
+                                   lambda: (self.service.counts(), self.service.paused()))
+        if isinstance(state, Failed):
             return  # the status bar says why; shown as it was until the next tick
+        counts, paused = state
         running, queued = counts[TaskStatus.RUNNING], counts[TaskStatus.QUEUED]
         self.state = tray_state(running, queued, paused, self._failed_unseen)
         text = describe_state(self.state, running, queued, self._failed_unseen)

@@ -258,7 +258,7 @@ def main(argv: list[str]) -> int:
         migrate(conn, db_path)
         conn.close()
         store = SqliteTaskStore(db_path, "normal")
-        clock = SimClock(time.time() - 20 * 60)
+        clock = SimClock(time.time() - 60 * 60)  # all in the past: nothing looks due later
         release = threading.Event()
         service = _make_service(store, clock, release)
         populate(service, clock, rng)

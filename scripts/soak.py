@@ -7,10 +7,14 @@ simulated work per task), then for ``--minutes``:
 
 - ``--clients`` client *processes*, each sending ``--rate`` requests a second over one
   keep-alive connection: half ``POST /tasks`` (``uppercase``, ``sum`` and an action with no
-  handler of its own, all with valid data), the rest ``GET /tasks``, ``GET /tasks/<id>`` of a
-  task it submitted, and ``GET /health``. Every id answered 202 is *accepted*; a POST that was
-  sent but got no answer is *unknown* (it may or may not be stored) and is never retried;
-  a request that could not even connect was not sent, so it is only counted as *refused*;
+  handler of its own, all with valid data; half of them with a priority from -100 to 100, a
+  fifth with a delay of up to 2 s), the rest ``GET /tasks`` (newest, by status, scheduled by
+  priority), ``GET /tasks/<id>`` of a task it submitted, and ``GET /health``. Every id
+  answered 202 is *accepted*; a POST that was sent but got no answer is *unknown* (it may or
+  may not be stored) and is never retried; a request that could not even connect was not
+  sent, so it is only counted as *refused*;
+- a schedule firing every 2 s (``[schedules.soak-tick]`` in the actions file it passes with
+  ``--actions``), whose tasks run beside the clients' across the restart;
 - a probe process asking ``GET /health`` every 100 ms, recording when each answer arrived;
 - this process reading the server's VmRSS and open file descriptors from /proc every few
   seconds.
@@ -23,7 +27,11 @@ with SIGTERM and checks, from the database file opened read-only and both runs' 
 - every accepted task is stored, ``completed`` with the right result, ``attempts`` 1, claimed
   once ("processing task" logged once, plus once more only for a task given back unstarted
   by the graceful stop, "task released") and completed once ("task completed" logged once);
-- the database holds no task beyond the accepted ones and at most one per unknown POST;
+- no delayed task started before its time;
+- the schedule fired once for each due time, 2 s apart (the times missed during the restart
+  made one catch-up firing), and each of its tasks completed once;
+- the database holds no task beyond the accepted ones, the schedule's, and at most one per
+  unknown POST;
 - no request failed or got an unexpected status outside the restart;
 - the longest wait between two /health answers outside the restart is at most 1 s;
 - memory and file descriptors are flat in each run: the median of the last third of the
@@ -92,6 +100,16 @@ PRIME_STEADY_REQUESTS = 256  # warm-up reads in a row that opened no fd (4 per A
 PRIME_MAX_REQUESTS = 4000
 
 LOOSE_ACTIONS = ("thumbnail", "send-report")
+# A schedule beside the clients' load: one task every SCHEDULE_EVERY seconds.
+SCHEDULE_NAME = "soak-tick"
+SCHEDULE_EVERY = 2
+ACTIONS_TOML = f"""\
+[schedules.{SCHEDULE_NAME}]
+action = "uppercase"
+data = {{ text = "tick" }}
+every = {SCHEDULE_EVERY}
+"""
+MAX_DELAY = 2.0
 
 
 def say(message: str) -> None:
@@ -185,6 +203,15 @@ class ClientPlan:
 
 def _new_task(rng: random.Random, n: int) -> tuple[dict[str, Any], Any]:
     """A valid POST /tasks body and the output its task must produce."""
+    body, expected = _new_action(rng, n)
+    if rng.random() < 0.5:
+        body["priority"] = rng.randint(-100, 100)
+    if rng.random() < 0.2:
+        body["delay"] = round(rng.uniform(0.01, MAX_DELAY), 3)
+    return body, expected
+
+
+def _new_action(rng: random.Random, n: int) -> tuple[dict[str, Any], Any]:
     pick = rng.random()
     if pick < 0.4:
         letters = (rng.choice("abcdefghij xyz") for _ in range(rng.randint(1, 40)))
@@ -228,7 +255,8 @@ def client_main(plan: ClientPlan, port: Synchronized[int], stop: Event) -> None:
             elif pick < 0.65:
                 endpoint, method = "GET /tasks", "GET"
                 path = rng.choice(["/tasks?limit=20", "/tasks?status=completed&limit=20",
-                                   "/tasks?status=queued&limit=20"])
+                                   "/tasks?status=queued&limit=20",
+                                   "/tasks?scheduled=true&sort=priority&limit=20"])
             elif pick < 0.9 and mine:
                 endpoint, method = "GET /tasks/<id>", "GET"
                 path = f"/tasks/{rng.choice(mine[-500:])}"
@@ -322,11 +350,14 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
 
 
 def _start_server(db: Path, port: int, log: Path) -> ServedProcess:
-    """``main.py --headless`` through the shared launcher, its log in *log*; LaunchError (with
-    ``port_in_use``) when it does not come up."""
+    """``main.py --headless`` through the shared launcher, its log in *log*, with the soak's
+    schedule; LaunchError (with ``port_in_use``) when it does not come up."""
+    actions = db.with_name("actions.toml")
+    actions.write_text(ACTIONS_TOML, encoding="utf-8")
     server = taskdesk(
         ["--headless", "--db", str(db), "--host", HOST, "--port", str(port), "--workers",
-         str(WORKERS), "--work-delay", str(WORK_DELAY), "--log-level", "INFO"],
+         str(WORKERS), "--work-delay", str(WORK_DELAY), "--log-level", "INFO",
+         "--actions", str(actions)],
         log_path=log, stop_timeout=STOP_TIMEOUT,
     )
     try:
@@ -455,6 +486,8 @@ class Soak:
     same_port: bool = True
     drain_seconds: float = 0.0
     drained: bool = False
+    drained_at: float = 0.0  # wall clock: a schedule's later firings may still be queued
+    restart_wall: tuple[float, float] = (0.0, 0.0)  # the restart, in wall-clock time
     started: float = 0.0
     ended: float = 0.0
     aborted: str | None = None
@@ -516,6 +549,7 @@ def run_soak(opts: Options, workdir: Path) -> tuple[Soak, dict[str, Any]]:
 
         say("restarting: SIGTERM")
         restart_began = time.monotonic()
+        restart_wall_began = time.time()
         run1.exit_code = first.stop()
         say(f"run 1 exited with {run1.exit_code}; starting run 2 on port {first.port}")
         try:
@@ -536,6 +570,7 @@ def run_soak(opts: Options, workdir: Path) -> tuple[Soak, dict[str, Any]]:
                 raise RuntimeError("run 2 never answered /health")
             time.sleep(0.02)
         soak.restart = (restart_began, time.monotonic())
+        soak.restart_wall = (restart_wall_began, time.time())
         say(f"run 2: pid {second.pid}, port {second.port}, back after "
             f"{soak.restart[1] - soak.restart[0]:.2f} s")
         run2 = Run("run 2", second.pid, second.port, soak.restart[1])
@@ -557,6 +592,7 @@ def run_soak(opts: Options, workdir: Path) -> tuple[Soak, dict[str, Any]]:
             counts = get_json(second.port, "/stats")["counts"]
             if counts["queued"] == 0 and counts["running"] == 0:
                 soak.drained = True
+                soak.drained_at = time.time()
                 break
             time.sleep(0.2)
         soak.drain_seconds = time.monotonic() - drain_began
@@ -609,7 +645,8 @@ def read_tasks(db: Path) -> dict[str, dict[str, Any]]:
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     try:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT id, status, attempts, result, error FROM tasks").fetchall()
+        rows = conn.execute("SELECT id, status, attempts, result, error, created_at, "
+                            "started_at, run_after, idempotency_key FROM tasks").fetchall()
     finally:
         conn.close()
     return {row["id"]: dict(row) for row in rows}
@@ -745,11 +782,50 @@ def evaluate(soak: Soak, results: dict[str, Any]) -> tuple[list[Check], dict[str
         f"attempts 1; {sum(released.values())} given back unstarted by a graceful stop",
     ))
 
-    extra = {i: r for i, r in rows.items() if i not in accepted}
+    # Delays: no task started before its time (times are stored to 10 µs).
+    early = [i for i in accepted if (row := rows.get(i)) is not None and row["started_at"]
+             is not None and row["run_after"] and row["started_at"] < row["run_after"] - 1e-4]
+    delayed = sum(1 for i in accepted if (row := rows.get(i)) is not None
+                  and row["run_after"] and row["run_after"] > row["created_at"])
+    figures["delayed"] = delayed
+    checks.append(Check("no delayed task started before its time", delayed > 0 and not early,
+                        f"{delayed:,} delayed task(s)"
+                        + (f"; started early: {_examples(early)}" if early else "")))
+
+    # The schedule: once per due time, each task run once.
+    prefix = f"schedule:{SCHEDULE_NAME}:"
+    fired = {i: r for i, r in rows.items()
+             if (r["idempotency_key"] or "").startswith(prefix)}
+    dues = sorted(float(r["idempotency_key"][len(prefix):]) for r in fired.values())
+    figures["firings"] = len(dues)
+    schedule_bad = []
+    for task_id, row in fired.items():
+        late = soak.drained_at and row["created_at"] >= soak.drained_at - 1.0
+        if row["status"] != "completed" and not late:
+            schedule_bad.append(f"{task_id} {row['status']}")
+        elif row["status"] == "completed" and (
+                json.loads(row["result"]) != {"output": "TICK"} or row["attempts"] != 1
+                or completed[task_id] != 1):
+            schedule_bad.append(f"{task_id} not run once")
+    lo_wall, hi_wall = soak.restart_wall
+    odd_gaps = [f"{b - a:g} s at {a:.0f}" for a, b in itertools.pairwise(dues)
+                if b - a != SCHEDULE_EVERY and not (a <= hi_wall + SCHEDULE_EVERY
+                                                    and b >= lo_wall - SCHEDULE_EVERY)]
+    expected_firings = (soak.ended - soak.started) / SCHEDULE_EVERY - 3
+    checks.append(Check(
+        f"the {SCHEDULE_EVERY}-second schedule fired once per due time, each task run once",
+        len(dues) >= expected_firings and not schedule_bad and not odd_gaps,
+        f"{len(dues)} firing(s) (at least {max(0.0, expected_firings):.0f} expected)"
+        + (f"; {_examples(schedule_bad)}" if schedule_bad else "")
+        + (f"; due times not {SCHEDULE_EVERY} s apart outside the restart: "
+           f"{_examples(odd_gaps)}" if odd_gaps else ""),
+    ))
+
+    extra = {i: r for i, r in rows.items() if i not in accepted and i not in fired}
     extra_bad = [i for i, r in extra.items()
                  if r["status"] != "completed" or r["attempts"] != 1 or completed[i] != 1]
     checks.append(Check(
-        "no task beyond the accepted ones (at most one per unknown POST)",
+        "no task beyond the accepted ones and the schedule's (at most one per unknown POST)",
         len(extra) <= unknown and not extra_bad,
         f"{len(extra)} unaccepted row(s) for {unknown} unknown POST(s)"
         + (f"; not completed once: {_examples(extra_bad)}" if extra_bad else ""),
@@ -813,7 +889,9 @@ def report(soak: Soak, checks: list[Check], figures: dict[str, Any]) -> str:
         f"p99 {lat.get('p99', 0.0) * 1000:.1f} ms, max {lat.get('max', 0.0) * 1000:.0f} ms.",
         "",
         f"Database: {figures.get('rows', 0):,} tasks, {figures.get('completed_rows', 0):,} "
-        f"completed. Longest /health gap outside the restart: "
+        f"completed; {figures.get('delayed', 0):,} posted with a delay; "
+        f"{figures.get('firings', 0)} firing(s) of the {SCHEDULE_EVERY}-second schedule. "
+        f"Longest /health gap outside the restart: "
         f"{figures.get('gap', float('nan')) * 1000:.0f} ms "
         f"({figures.get('probe_answers', 0):,} answers).",
         "",

@@ -36,6 +36,39 @@ _PLAIN_MESSAGES = {
 }
 
 
+class _HeaderCounts(dict[bytes, bytes]):
+    """A header dict that notes names set twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeated: list[bytes] = []
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        if key in self:
+            self.repeated.append(key)
+        super().__setitem__(key, value)
+
+
+class _SingleHeaderReader(server.HeaderReader):  # type: ignore[misc]
+    """cheroot keeps the last line of a header given twice (joining only list headers): for
+    Idempotency-Key that would pick one of two keys without a word, so a second line is a
+    400, as a query parameter given twice is."""
+
+    SINGLE = (b"Idempotency-Key",)
+
+    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None
+                 ) -> dict[bytes, bytes]:
+        counted = _HeaderCounts()
+        super().__call__(rfile, counted)
+        for name in self.SINGLE:
+            if name in counted.repeated:
+                raise ValueError(f"{name.decode()} header given more than once")
+        if hdict is None:
+            return dict(counted)
+        hdict.update(counted)
+        return hdict
+
+
 class _JsonErrorRequest(server.HTTPRequest):
     """Answers the requests cheroot refuses itself in the API's error format.
 
@@ -54,6 +87,8 @@ class _JsonErrorRequest(server.HTTPRequest):
     tests/test_cheroot_contract.py compares both answers, head for head, for every status
     cheroot's source sends, so that an upgrade which changes them fails there, saying what.
     """
+
+    header_reader = _SingleHeaderReader()
 
     def simple_response(self, status: object, msg: str = "") -> None:
         status_line = str(status)

@@ -30,7 +30,7 @@ from service.scheduling import (
     MAX_TASK_ID_LENGTH,
     MIN_PRIORITY,
 )
-from storage import STATUSES
+from storage import SORTS, STATUSES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -61,6 +61,24 @@ _COMMON_ERRORS = {
 _POST_ERRORS = {
     "413": _error(f"The body is larger than {MAX_BODY_BYTES:,} bytes"),
     "415": _error("Content-Type is not application/json"),
+}
+
+def _name_links(*operation_ids: str) -> dict[str, Any]:
+    """Links from a listing of schedules to the operations that take a schedule's name."""
+    return {"links": {
+        operation_id[0].upper() + operation_id[1:]: {
+            "operationId": operation_id,
+            "parameters": {"name": "$response.body#/schedules/0/name"}}
+        for operation_id in operation_ids
+    }}
+
+
+_SCHEDULE_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The schedule's name, as in `[schedules.<name>]` of the actions file.",
 }
 
 _TASK_ID = {
@@ -230,7 +248,8 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
             "version": version,
             "description": "A durable task queue: every accepted task is stored in SQLite "
             "(or a PostgreSQL database shared by several instances) before the API answers, "
-            "and workers run queued tasks oldest first.",
+            "and workers run queued tasks by priority, then oldest first, each once it is due "
+            "and what it waits for has completed.",
         },
         "paths": {
             "/tasks": {
@@ -287,11 +306,24 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                          "allowEmptyValue": True,
                          "schema": {"type": "integer", "minimum": 0,
                                     "maximum": MAX_OFFSET, "default": 0}},
+                        {"name": "scheduled", "in": "query", "required": False,
+                         "allowEmptyValue": True,
+                         "schema": {"type": "string", "enum": ["true", "false"],
+                                    "default": "false"},
+                         "description": "true: only queued tasks not due yet (delayed, or "
+                         "waiting to retry)."},
+                        {"name": "sort", "in": "query", "required": False,
+                         "allowEmptyValue": True,
+                         "schema": {"type": "string", "enum": list(SORTS),
+                                    "default": "newest"},
+                         "description": "newest first, or priority: highest first, then "
+                         "newest."},
                     ],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/TaskList"}, "A page"),
-                        "400": _error("Unknown status, a bad limit or offset, or a "
-                                      "parameter given more than once"),
+                        "400": _error("Unknown status or sort, scheduled neither true nor "
+                                      "false, a bad limit or offset, or a parameter given "
+                                      "more than once"),
                         **_COMMON_ERRORS,
                     },
                 },
@@ -304,6 +336,18 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Task"}, "The task"),
                         "404": _error("No such task"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+                "delete": {
+                    "operationId": "deleteTask",
+                    "summary": "Delete a finished task, with its log and idempotency key",
+                    "parameters": [_TASK_ID],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Task"},
+                                     "Deleted; the task as it was"),
+                        "404": _error("No such task"),
+                        "409": _error("The task is queued or running"),
                         **_COMMON_ERRORS,
                     },
                 },
@@ -363,13 +407,101 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                     "requestBody": _NO_BODY,
                     "responses": {
                         "200": {**_json({"$ref": "#/components/schemas/Task"}, "Cancelled"),
-                                **_links("getTask", "retryTask")},
+                                **_links("getTask", "retryTask", "deleteTask")},
                         "202": {**_json({"$ref": "#/components/schemas/Task"},
                                         "Running: asked to stop; it ends cancelled"),
                                 **_links("getTask", "retryTask")},
                         "400": _error("A body that is not empty, or not JSON"),
                         "404": _error("No such task"),
                         "409": _error("The task is finished"),
+                        **_POST_ERRORS,
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/queue/pause": {
+                "post": {
+                    "operationId": "pauseQueue",
+                    "summary": "Pause the queue: running tasks finish, nothing new starts, "
+                    "submissions are still accepted; kept across restarts",
+                    "requestBody": _NO_BODY,
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/QueueState"}, "Paused"),
+                        "400": _error("A body that is not empty, or not JSON"),
+                        **_POST_ERRORS,
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/queue/resume": {
+                "post": {
+                    "operationId": "resumeQueue",
+                    "summary": "Resume the queue",
+                    "requestBody": _NO_BODY,
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/QueueState"}, "Running"),
+                        "400": _error("A body that is not empty, or not JSON"),
+                        **_POST_ERRORS,
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/schedules": {
+                "get": {
+                    "operationId": "listSchedules",
+                    "summary": "The schedules of the actions file, each with its next due "
+                    "time and its last task",
+                    "responses": {
+                        "200": {**_json({"$ref": "#/components/schemas/ScheduleList"},
+                                        "Every schedule"),
+                                **_name_links("runSchedule", "pauseSchedule",
+                                              "resumeSchedule")},
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/schedules/{name}/run": {
+                "post": {
+                    "operationId": "runSchedule",
+                    "summary": "Fire a schedule now (paused or not): queue its task",
+                    "parameters": [_SCHEDULE_NAME],
+                    "requestBody": _NO_BODY,
+                    "responses": {
+                        "202": {**_json({"$ref": "#/components/schemas/Accepted"},
+                                        "Its task, stored as queued"),
+                                **_links("getTask", "cancelTask")},
+                        "400": _error("A body that is not empty, or not JSON"),
+                        "404": _error("No such schedule"),
+                        **_POST_ERRORS,
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/schedules/{name}/pause": {
+                "post": {
+                    "operationId": "pauseSchedule",
+                    "summary": "Pause a schedule (for every instance, across restarts)",
+                    "parameters": [_SCHEDULE_NAME],
+                    "requestBody": _NO_BODY,
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Schedule"}, "Paused"),
+                        "400": _error("A body that is not empty, or not JSON"),
+                        "404": _error("No such schedule"),
+                        **_POST_ERRORS,
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/schedules/{name}/resume": {
+                "post": {
+                    "operationId": "resumeSchedule",
+                    "summary": "Resume a schedule; a firing missed while paused runs once",
+                    "parameters": [_SCHEDULE_NAME],
+                    "requestBody": _NO_BODY,
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Schedule"}, "Resumed"),
+                        "400": _error("A body that is not empty, or not JSON"),
+                        "404": _error("No such schedule"),
                         **_POST_ERRORS,
                         **_COMMON_ERRORS,
                     },
@@ -527,9 +659,50 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                     "properties": {"busy": {"type": "integer", "minimum": 0},
                                    "total": {"type": "integer", "minimum": 0}},
                 },
+                "QueueState": {
+                    "type": "object",
+                    "required": ["paused"],
+                    "properties": {"paused": {"type": "boolean"}},
+                },
+                "Schedule": {
+                    "type": "object",
+                    "required": ["name", "action", "data", "cron", "every", "paused",
+                                 "next_due", "last_due", "last_task"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "action": {"type": "string"},
+                        "data": {"type": "object"},
+                        "cron": {"type": ["string", "null"],
+                                 "description": "A cron expression in local time, or null"},
+                        "every": {"type": ["number", "null"], "minimum": 1,
+                                  "description": "Seconds between firings, or null"},
+                        "paused": {"type": "boolean"},
+                        "next_due": {**_NULLABLE_TIME,
+                                     "description": "Unix seconds; null while paused"},
+                        "last_due": {**_NULLABLE_TIME,
+                                     "description": "Unix seconds of the last firing"},
+                        "last_task": {
+                            "oneOf": [
+                                {"type": "null"},
+                                {"type": "object", "required": ["id", "status"],
+                                 "properties": {
+                                     "id": {"type": "string", "format": "uuid"},
+                                     "status": {"type": ["string", "null"],
+                                                "enum": [*STATUSES, None],
+                                                "description": "null: no longer kept"}}},
+                            ],
+                            "description": "The task of the last firing"},
+                    },
+                },
+                "ScheduleList": {
+                    "type": "object",
+                    "required": ["schedules"],
+                    "properties": {"schedules": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}},
+                },
                 "Stats": {
                     "type": "object",
-                    "required": ["counts", "queue_depth", "workers", "throughput"],
+                    "required": ["counts", "queue_depth", "workers", "throughput", "paused"],
                     "properties": {
                         "counts": {
                             "type": "object",
@@ -549,6 +722,8 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                                 "window_seconds": {"type": "integer", "minimum": 1},
                             },
                         },
+                        "paused": {"type": "boolean",
+                                   "description": "The queue is paused (POST /queue/pause)"},
                     },
                 },
                 "Node": {

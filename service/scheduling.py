@@ -10,6 +10,7 @@ mistake (milliseconds for seconds) rather than an intent.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,10 @@ class Options:
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{name} must be a number of seconds")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past a float's range: as far out of range as one
+        number = 1e308 if value > 0 else -1e308
     if not math.isfinite(number):
         raise ValidationError(f"{name} must be a finite number")
     return number
@@ -106,10 +110,19 @@ def _key(key: Any) -> str | None:
     return key
 
 
-def request_hash(action: str, data_json: str, priority: Any, delay: Any, run_at: Any,
-                 after: Any) -> str:
+def request_hash(action: str, data_json: str, priority: int, delay: Any, run_at: Any,
+                 after: tuple[str, ...]) -> str:
     """What tells a repeated request from a different one under the same idempotency key:
-    the request as given (a repeat of ``delay: 60`` a second later is the same request)."""
-    canonical = repr((action, data_json, priority, delay, run_at,
-                      None if after is None else list(after)))
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    the request as given (a repeat of ``delay: 60`` a second later is the same request), as
+    its meaning rather than its spelling: the checked *priority* and *after*, data with its
+    names in any order, ``60`` and ``60.0`` alike, no delay and ``delay: 0`` alike."""
+    canonical = json.dumps(
+        [action, json.loads(data_json), priority, _seconds(delay) or None, _seconds(run_at),
+         list(after)],
+        sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)

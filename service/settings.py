@@ -65,6 +65,8 @@ class Settings:
     no_plugins: bool
     kill_grace: float
     lease: float
+    keep_completed: float
+    keep_failed: float
 
     @property
     def loopback(self) -> bool:
@@ -149,6 +151,12 @@ def integer(low: int, high: int) -> Kind:
 def seconds(low: float, high: float) -> Kind:
     return Kind(click.FloatRange(low, high), f"a number of seconds from {low:g} to {high:g}",
                 "SECONDS", accepts=(str, int, float))
+
+
+def days(low: float, high: float, zero: str) -> Kind:
+    return Kind(click.FloatRange(low, high),
+                f"a number of days from {low:g} to {high:g} ({zero})", "DAYS",
+                accepts=(str, int, float))
 
 
 def choice(*choices: str, any_case: bool = False) -> Kind:
@@ -281,6 +289,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lease", seconds(1, 3600), 30.0,
             "PostgreSQL only: seconds without a heartbeat after which this instance counts "
             "as dead and its running tasks go to other instances (it beats every lease/3)"),
+    Setting("keep_completed", days(0, 36500, "0: keep forever"), 30.0,
+            "days a completed task is kept (with its log and idempotency key), then deleted "
+            "in the background; 0 keeps them forever"),
+    Setting("keep_failed", days(0, 36500, "0: keep forever"), 90.0,
+            "days a failed or cancelled task is kept, then deleted in the background; 0 keeps "
+            "them forever"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -356,6 +370,8 @@ def settings_from_context(ctx: click.Context) -> Settings:
     values = {s.name: ctx.params[s.name] for s in SETTINGS}
     if not is_postgres_url(values["db"]):
         values["db"] = Path(values["db"]).expanduser()
+    values["actions"] = Path(values["actions"]).expanduser()
+    values["plugins"] = Path(values["plugins"]).expanduser()
     values["token"] = values["token"] or None
     settings = Settings(**values)
     if not settings.loopback and settings.token is None:

@@ -57,6 +57,7 @@ from storage import (
     TaskStore,
     UnknownTasksError,
     describe_statuses,
+    parse_sort,
     parse_status,
 )
 
@@ -231,7 +232,8 @@ class TaskService:
                                 after=after, idempotency_key=idempotency_key)
         digest = None
         if options.idempotency_key is not None:
-            digest = request_hash(action, data_json, priority, delay, run_at, after)
+            digest = request_hash(action, data_json, options.priority, delay, run_at,
+                                  options.after)
         new = NewTask(action, data_json, self.max_attempts, options.priority, options.run_after,
                       options.after, options.idempotency_key, digest)
         try:
@@ -288,13 +290,16 @@ class TaskService:
 
     def list_json(
         self, status: str | None = None, action: str | None = None, limit: int = 100,
-        offset: int = 0,
+        offset: int = 0, *, scheduled: bool = False, sort: str | None = None,
     ) -> tuple[str, int, int]:
-        """A page of tasks, newest first, for the API: the tasks as the JSON text of an array's
-        items, how many there are in it, and how many match in all. An unknown *status* is a
+        """A page of tasks for the API, newest first or by *sort* (a TaskSort name): the tasks
+        as the JSON text of an array's items, how many there are in it, and how many match in
+        all. *scheduled*: only queued tasks not due yet. An unknown *status* or *sort* is a
         ValidationError naming the valid ones."""
         try:
-            query = TaskQuery(status=parse_status(status), action=action)
+            query = TaskQuery(status=parse_status(status), action=action,
+                              scheduled_after=self.now() if scheduled else None,
+                              sort=parse_sort(sort))
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         texts, count = self.store.list_json(query, limit, offset)

@@ -132,13 +132,14 @@ class TaskStore(Protocol):
         of whose ``after`` tasks is failed or cancelled, in one commit."""
 
     def delete_many(self, task_ids: Sequence[str]) -> list[Task]:
-        """Delete those of *task_ids* that are finished, with their logs; return them as
-        they were."""
+        """Delete those of *task_ids* that are finished, with their logs and idempotency
+        keys; return them as they were."""
 
     def purge(self, completed_before: float, failed_before: float, limit: int) -> list[Task]:
         """Delete up to *limit* tasks completed before *completed_before* or failed or
         cancelled before *failed_before* (by ``processed_at``), oldest first, with their logs
-        and idempotency keys; return them as they were."""
+        and idempotency keys; return them as they were. One short commit: retention calls it
+        in small batches so that other writes never wait long behind it."""
 
     def set_progress(self, reports: Sequence[Progress]) -> list[Task]:
         """Record how far running attempts have come, in one commit (fenced by attempt);
@@ -175,8 +176,10 @@ class TaskStore(Protocol):
     def get(self, task_id: str) -> Task | None: ...
 
     def page(self, query: TaskQuery, limit: int, before_seq: int | None = None) -> list[Task]:
-        """Tasks matching *query*, newest first; *before_seq* pages by cursor (only tasks
-        older than the one with that ``seq``), which stays fast however deep the page."""
+        """Tasks matching *query*, in ``query.sort`` order (newest first by default);
+        *before_seq* pages by cursor (only tasks after the one with that ``seq`` in that
+        order, which for an order other than newest must still exist), which stays fast
+        however deep the page."""
 
     def list_json(self, query: TaskQuery, limit: int, offset: int) -> tuple[str, int]:
         """``page`` for the API, by offset: the tasks as the JSON text of an array's items

@@ -80,11 +80,35 @@ class Finish:
     when: float
 
 
+class TaskSort(StrEnum):
+    """The order of a listing. Every order ends with the newest first, so it is total and a
+    page never repeats or skips a task. A backend serves each from an index, so a page deep in
+    a million tasks costs what the first does; a new order is one more member here and, in
+    each backend, its ORDER BY, its cursor and its index."""
+
+    NEWEST = "newest"  # newest first
+    PRIORITY = "priority"  # highest priority first, then newest first
+
+
+SORTS: tuple[TaskSort, ...] = tuple(TaskSort)
+
+
+def parse_sort(text: str | None) -> TaskSort:
+    """An order as given by a user: the default for none; ValueError naming the valid ones."""
+    if text is None:
+        return TaskSort.NEWEST
+    try:
+        return TaskSort(text)
+    except ValueError:
+        raise ValueError(f"unknown sort {text!r}; valid: {', '.join(SORTS)}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
     """Which tasks a listing shows: every filter given must match. *search* matches a
     prefix of the id or part of the action (ASCII letters in any case); *ids* restricts the
-    listing to those tasks; *scheduled_after* keeps queued tasks due after that time."""
+    listing to those tasks; *scheduled_after* keeps queued tasks due after that time. *sort*
+    says in what order (counts ignore it)."""
 
     status: TaskStatus | None = None
     action: str | None = None
@@ -92,6 +116,7 @@ class TaskQuery:
     ids: Sequence[str] | None = None
     # Only queued tasks not due until after this time (delayed, or waiting for a retry).
     scheduled_after: float | None = None
+    sort: TaskSort = TaskSort.NEWEST
 
 
 # A task's log keeps its last 10 MiB: enough for any output a person reads, bounded for a

@@ -880,10 +880,13 @@ def test_unknown_path_is_json_404(shared: Env, method: str, path: str) -> None:
 @pytest.mark.parametrize(("method", "path", "allowed"), [
     ("DELETE", "/tasks", {"GET", "POST"}),
     ("PUT", "/tasks", {"GET", "POST"}),
-    ("PATCH", "/tasks/{id}", {"GET"}),
-    ("DELETE", "/tasks/{id}", {"GET"}),
+    ("PATCH", "/tasks/{id}", {"GET", "DELETE"}),
+    ("POST", "/tasks/{id}", {"GET", "DELETE"}),
     ("GET", "/tasks/{id}/cancel", {"POST"}),
     ("GET", "/tasks/{id}/retry", {"POST"}),
+    ("GET", "/queue/pause", {"POST"}),
+    ("DELETE", "/schedules", {"GET"}),
+    ("GET", "/schedules/x/run", {"POST"}),
     ("POST", "/stats", {"GET"}),
     ("POST", "/health", {"GET"}),
     ("POST", "/openapi.json", {"GET"}),
@@ -922,6 +925,7 @@ def test_stats_and_health(
         "queue_depth": 0,
         "workers": {"busy": 1, "total": 4},
         "throughput": {"completed_per_second": 0, "failed_per_second": 0, "window_seconds": 10},
+        "paused": False,
     }
 
     done = [submit(client, "uppercase", {"text": str(i)}) for i in range(2)]

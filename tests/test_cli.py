@@ -57,6 +57,11 @@ type = "object"
 required = ["text"]
 properties.text = { type = "string" }
 
+[schedules.yearly]
+action = "say"
+data = { text = "happy new year" }
+cron = "0 3 1 1 *"
+
 [actions.typed]
 description = "Take data of every type"
 argv = ["true"]
@@ -646,47 +651,48 @@ def test_shell_completion(plain: Server) -> None:
     assert complete("taskdesk submit upp", {"TASKDESK_URL": "http://127.0.0.1:9"}) == []
 
 
-# -- the queue and schedules (once the API has them) -------------------------------------------
-
-
-def needs(server: Server, method: str, path: str) -> None:
-    reply = server.api.request(method, path, {} if method == "POST" else None)
-    if reply.status == 404 and reply.body == {"error": "not found"}:
-        pytest.skip(f"{method} {path} is not in this Taskdesk yet (the scheduling work adds "
-                    "it); the command is ready for it")
+# -- the queue and schedules ------------------------------------------------------------------
 
 
 def test_pause_and_resume(plain: Server) -> None:
-    needs(plain, "POST", "/queue/resume")
     done = on(plain, "pause")
     assert (done.returncode, done.stdout) == (0, "queue paused\n")
     try:
-        assert plain.api.get("/stats").body.get("paused") is True
-        assert "paused" in on(plain, "stats").stdout
+        assert plain.api.get("/stats").body["paused"] is True
+        assert "queue       paused" in on(plain, "stats").stdout
     finally:
         resumed = on(plain, "resume", "--json")
     assert json.loads(resumed.stdout) == {"paused": False}
+    assert plain.api.get("/stats").body["paused"] is False
 
 
-def test_schedules(plain: Server) -> None:
-    needs(plain, "GET", "/schedules")
-    done = on(plain, "schedules", "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == plain.api.get("/schedules").body
-    missing = on(plain, "schedules", "run", "no-such-schedule")
+def test_schedules(own: Server) -> None:
+    listed = on(own, "schedules")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:5] == ["NAME", "ACTION", "WHEN", "STATE", "NEXT"]
+    assert row.split()[:9] == ["yearly", "say", "cron", "0", "3", "1", "1", "*", "active"]
+    assert json.loads(on(own, "schedules", "--json").stdout) == own.api.get("/schedules").body
+
+    ran = on(own, "schedules", "run", "yearly")
+    assert ran.returncode == 0, ran.stderr
+    task = finished(own, ran.stdout.strip())
+    assert (task["action"], task["data"]) == ("say", {"text": "happy new year"})
+
+    paused = on(own, "schedules", "pause", "yearly")
+    assert (paused.returncode, paused.stdout) == (0, "schedule yearly paused\n")
+    assert own.api.get("/schedules").body["schedules"][0]["paused"] is True
+    assert " paused " in on(own, "schedules").stdout
+    # --url given to `schedules` serves its subcommand (the environment's URL is wrong here).
+    resumed = taskdesk(*own.args(), "schedules", "--url", own.url, "resume", "yearly",
+                       env={"TASKDESK_URL": "http://127.0.0.1:9"})
+    assert (resumed.returncode, resumed.stdout) == (0, "schedule yearly resumed\n")
+    assert own.api.get("/schedules").body["schedules"][0]["paused"] is False
+
+    missing = on(own, "schedules", "run", "no-such-schedule")
     assert missing.returncode == 1
-    assert "no-such-schedule" in one_error(missing)
-
-
-def test_a_route_this_taskdesk_lacks_is_named(plain: Server) -> None:
-    reply = plain.api.request("POST", "/queue/pause", {})
-    if reply.status != 404:
-        plain.api.request("POST", "/queue/resume", {})
-        pytest.skip("this Taskdesk has POST /queue/pause")
-    done = on(plain, "pause")
-    assert done.returncode == 1
-    assert one_error(done) == (f"taskdesk: Taskdesk at {plain.url} does not know POST "
-                               "/queue/pause (it is older than this command line)")
+    assert one_error(missing) == "taskdesk: " + own.api.request(
+        "POST", "/schedules/no-such-schedule/run", {}).body["error"]
 
 
 # -- event streams, against a fake server ------------------------------------------------------
@@ -743,6 +749,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     def chunk(self, piece: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
         self.wfile.flush()
+
+    def do_POST(self) -> None:
+        self.answer(404, {"error": "not found"})  # a Taskdesk older than the command line
 
     def do_GET(self) -> None:
         fake = self.server
@@ -860,6 +869,14 @@ def test_an_answer_that_is_not_taskdesks(fake: Callable[..., FakeTaskdesk]) -> N
     assert stats.returncode == 1
     assert one_error(stats) == (f"taskdesk: {server.url} answered GET /stats with HTTP 502 "
                                 "(not Taskdesk's JSON)")
+
+
+def test_a_route_this_taskdesk_lacks_is_named(fake: Callable[..., FakeTaskdesk]) -> None:
+    server = fake(["queued"], 404)
+    done = taskdesk("pause", "--url", server.url)
+    assert done.returncode == 1
+    assert one_error(done) == (f"taskdesk: Taskdesk at {server.url} does not know POST "
+                               "/queue/pause (it is older than this command line)")
 
 
 def test_interrupting_wait_ends_it_quietly(own: Server, tmp_path: Path) -> None:

@@ -17,7 +17,10 @@ and checks every answer:
   (once the workers are done) each completed with its action's result.
 
 A stateful run follows the document's links (``POST /tasks`` → get, cancel, retry the new
-task), so cancel and retry are fuzzed on tasks that exist, not only on unknown ids.
+task, cancel → delete it; ``GET /schedules`` → run, pause, resume the first schedule), so
+those are fuzzed on tasks and schedules that exist, not only on unknown ones. The servers have
+two schedules; ``POST /queue/pause`` is fuzzed too, so the last check resumes the queue
+before it waits for the workers.
 
 Bounded for the normal suite: ``TASKDESK_FUZZ_EXAMPLES`` (default 30) examples per operation,
 about 10 s. ``make fuzz`` runs the same tests with 2,000 (about three minutes, and a summary of the
@@ -47,6 +50,7 @@ from pytestqt.qtbot import QtBot
 from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
 from service.openapi import openapi_document
+from service.schedules import Schedule, Scheduler
 from service.task_service import TaskService
 from service.workers import WorkerPool
 from storage import TaskQuery, TaskStatus, TaskStore
@@ -123,12 +127,19 @@ def closed_validator(path: str, method: str, status: int) -> Draft202012Validato
 # -- the server under test and what it accepted -------------------------------------------------
 
 
+# The fuzzed servers' schedules: what POST /schedules/{name}/run submits.
+SCHEDULES = [Schedule("hourly", "uppercase", {"text": "tick"}, None, 3600.0),
+             Schedule("nightly", "sum", {"numbers": [1, 2]}, "30 2 * * *", None)]
+
+
 @dataclass
 class Fuzzed:
     url: str
     store: TaskStore
     session: requests.Session
-    # Every task answered 2xx to POST /tasks: id → (action, data) as sent.
+    service: TaskService
+    # Every task answered 2xx to POST /tasks or POST /schedules/{name}/run and not deleted
+    # since: id → (action, data) as sent.
     accepted: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)  # "METHOD /path STATUS" → count
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -149,10 +160,41 @@ class Fuzzed:
                     body)
             if status >= 400:
                 assert isinstance(body, dict) and isinstance(body.get("error"), str), body
+        operation = (case.operation.method.upper(), case.operation.path)
         if case.method.upper() == "POST" and case.path == "/tasks" and 200 <= status < 300:
             self._accepted(case, response)
-        # Nothing but a 2xx POST /tasks adds a row; nothing deletes one.
+        elif operation == ("POST", "/schedules/{name}/run") and status == 202:
+            self._fired(case, response)
+        elif operation == ("DELETE", "/tasks/{task_id}") and status == 200:
+            with self.lock:
+                deleted = self.accepted.pop(response.json()["id"], None)
+            assert deleted is not None and response.json()["status"] in (
+                "completed", "failed", "cancelled"), response.json()
+        # Nothing but a 2xx POST /tasks or a run of a schedule adds a row, and nothing but a
+        # DELETE of a finished task removes one.
         assert self.store.count(TaskQuery()) == len(self.accepted), label
+
+    def wipe(self) -> None:
+        """Back to an empty database with the queue and every schedule running, through the
+        store's own writer (either backend's: the same SQL works on both)."""
+        statements = ("DELETE FROM tasks", "DELETE FROM task_deps", "DELETE FROM schedules",
+                      "UPDATE queue_state SET paused = false")
+
+        def write(conn: Any, *_notes: Any) -> None:
+            for sql in statements:
+                conn.execute(sql)
+
+        with self.lock:
+            self.store._write(write)  # type: ignore[attr-defined]  # not in the contract
+            self.accepted.clear()
+
+    def _fired(self, case: Case, response: schemathesis.Response) -> None:
+        name = (case.path_parameters or {}).get("name")
+        [schedule] = [s for s in SCHEDULES if s.name == name]
+        task_id = response.json()["id"]
+        with self.lock:
+            assert task_id not in self.accepted
+            self.accepted[task_id] = (schedule.action, schedule.data)
 
     def _accepted(self, case: Case, response: schemathesis.Response) -> None:
         task_id = response.json()["id"]
@@ -181,12 +223,13 @@ def serve(directory: Path, workers: int, backend: str = "sqlite",
     if pool is not None:
         pool.start()
     config = ApiConfig(version=VERSION, worker_stats=lambda: {
-        "busy": pool.busy if pool else 0, "total": pool.workers if pool else 0})
+        "busy": pool.busy if pool else 0, "total": pool.workers if pool else 0},
+        schedules=Scheduler(service, SCHEDULES))
     server = ApiServer(create_app(service, config), "127.0.0.1", 0)
     server.start()
     session = requests.Session()
     try:
-        yield Fuzzed(server.url, store, session)
+        yield Fuzzed(server.url, store, session, service)
     finally:
         session.close()
         server.stop()
@@ -253,6 +296,17 @@ def test_stateful_sequences_follow_the_links(idle: Fuzzed) -> None:
         return headers
 
     class Sequences(linked.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            # Each scenario on an empty database, queue and schedules running: a replay of a
+            # scenario then answers as it did the first time (a repeated Idempotency-Key, a
+            # paused queue or a deleted task would otherwise change the answers, and so the
+            # links that can be followed, which hypothesis reports as flaky).
+            idle.wipe()
+
+        def teardown(self) -> None:
+            check_idle_database(idle)  # each scenario, before the next one wipes it
+            super().teardown()
+
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
             return {"base_url": idle.url, "session": idle.session, "timeout": TIMEOUT}
 
@@ -260,11 +314,12 @@ def test_stateful_sequences_follow_the_links(idle: Fuzzed) -> None:
             super().after_call(response, case)
             idle.record(case, response)
 
-    # The links must be followed to tasks that exist: read, cancelled, retried. Runs are
-    # random; a few more (at most four) make sure a short one reached all three.
+    # The links must be followed to tasks and schedules that exist: read, cancelled,
+    # retried, run. Runs are random; a few more (at most nine) make sure short ones reached
+    # them all.
     wanted = {"GET /tasks/{task_id} 200", "POST /tasks/{task_id}/cancel 200",
-              "POST /tasks/{task_id}/retry 202"}
-    for _ in range(5):
+              "POST /tasks/{task_id}/retry 202", "POST /schedules/{name}/run 202"}
+    for _ in range(10):
         Sequences.run(settings=settings(SETTINGS, max_examples=max(10, EXAMPLES // 2),
                                         stateful_step_count=8))
         if wanted <= set(idle.statuses):
@@ -275,6 +330,12 @@ def test_stateful_sequences_follow_the_links(idle: Fuzzed) -> None:
 def test_without_workers_the_database_holds_exactly_the_accepted_tasks(idle: Fuzzed) -> None:
     if not idle.accepted:
         pytest.skip("runs after the stateful test of this module, on what it stored")
+    check_idle_database(idle)
+
+
+def check_idle_database(idle: Fuzzed) -> None:
+    """The database without workers holds exactly the tasks accepted (and not deleted), each
+    as sent, none run."""
     tasks = {t.id: t for t in idle.store.page(TaskQuery(), len(idle.accepted) + 1)}
     assert set(tasks) == set(idle.accepted)
     for task_id, (action, data) in idle.accepted.items():
@@ -296,6 +357,7 @@ def test_database_holds_exactly_the_accepted_tasks_each_run_to_its_result(
     if not fuzzed.accepted:
         pytest.skip("runs after the fuzz tests of this module, on what they stored")
     store = fuzzed.store
+    fuzzed.service.set_paused(False)  # POST /queue/pause may have been the last call
 
     def settled() -> bool:
         counts = store.counts()

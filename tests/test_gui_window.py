@@ -496,7 +496,7 @@ def test_keyboard_find_and_tab_order(qtbot: QtBot, make_window: WindowFactory) -
     qtbot.keyClick(window.compose.tabs.tabBar(), Qt.Key.Key_Tab)
     assert form_field(window, "numbers").hasFocus()  # sum's form
     menus = [a.text() for a in window.menuBar().actions()]
-    assert menus == ["&File", "&Task", "&Help"]
+    assert menus == ["&File", "&Task", "&Queue", "&Help"]
     assert window.quit_action.shortcut().toString() == "Ctrl+Q"
 
 

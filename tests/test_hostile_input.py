@@ -489,7 +489,9 @@ def test_head_on_a_post_route_is_405(idle: Env, path: str, allow: set[str]) -> N
 
 
 @pytest.mark.parametrize(("path", "allow"), [
-    ("/tasks", {"GET", "POST"}), ("/tasks/{id}", {"GET"}), ("/tasks/{id}/cancel", {"POST"}),
+    ("/tasks", {"GET", "POST"}), ("/tasks/{id}", {"GET", "DELETE"}),
+    ("/tasks/{id}/cancel", {"POST"}), ("/queue/pause", {"POST"}), ("/schedules", {"GET"}),
+    ("/schedules/any/run", {"POST"}),
     ("/stats", {"GET"}), ("/health", {"GET"}), ("/openapi.json", {"GET"}),
 ])
 def test_options_and_cors_preflight_are_405_with_allow_and_no_cors(
@@ -997,6 +999,244 @@ def test_many_connections_at_once_each_get_their_answer(idle: Env) -> None:
     assert all(answers[i].status == 202 for i in valid)
     stored = {t.id: t.data["i"] for t in idle.store.page(TaskQuery(action="crowd"), 1000)}
     assert stored == ids
+
+
+# -- when and in what order: every new field, header and parameter -----------------------------
+
+# (field, raw JSON value, what the refusal says): wrong types, bounds, what JSON parses into
+# something Python would otherwise take (1e400 is infinity, true is 1).
+SCHEDULING_REFUSALS = [
+    ("priority", b"true", "priority must be an integer"),
+    ("priority", b'"10"', "priority must be an integer"),
+    ("priority", b"[1]", "priority must be an integer"),
+    ("priority", b'{"n": 1}', "priority must be an integer"),
+    ("priority", b"1.5", "priority must be an integer"),
+    ("priority", b"101", "priority must be from -100 to 100"),
+    ("priority", b"-101", "priority must be from -100 to 100"),
+    ("priority", b"1" + b"0" * 400, "priority must be from -100 to 100"),
+    ("priority", b"1e400", "priority must be an integer"),
+    ("delay", b"false", "delay must be a number of seconds"),
+    ("delay", b'"60"', "delay must be a number of seconds"),
+    ("delay", b"[60]", "delay must be a number of seconds"),
+    ("delay", b"1e400", "delay must be a finite number"),
+    ("delay", b"-1e-9", "delay must not be negative"),
+    ("delay", b"31622401", "delay must be at most a year"),
+    ("delay", b"9" * 400, "delay must be at most a year"),
+    ("run_at", b"true", "run_at must be a number of seconds"),
+    ("run_at", b'"2030-01-01T00:00:00Z"', "run_at must be a number of seconds"),
+    ("run_at", b"-1e400", "run_at must be a finite number"),
+    ("run_at", b"0", "run_at is in the past"),
+    ("run_at", b"-5", "run_at is in the past"),
+    ("run_at", b"1" + b"0" * 13, "run_at is more than a year ahead"),
+    ("after", b'"an-id"', "after must be a list of task ids"),
+    ("after", b'{"0": "an-id"}', "after must be a list of task ids"),
+    ("after", b"true", "after must be a list of task ids"),
+    ("after", b"[null]", "after must be a list of task ids (strings)"),
+    ("after", b"[[]]", "after must be a list of task ids (strings)"),
+    ("after", b"[1]", "after must be a list of task ids (strings)"),
+    ("after", b'[""]', "after must be a list of task ids (strings)"),
+    ("after", b'["' + b"a" * 101 + b'"]', "after must be a list of task ids (strings)"),
+    ("after", b'["no-such-task"]', "unknown task id(s) in after: no-such-task"),
+    ("after", b"[\"' OR 1=1 --\"]", "unknown task id(s) in after: ' OR 1=1 --"),
+    ("after", b'["%"]', "unknown task id(s) in after: %"),
+    ("after", b'["x\\u0000y"]', "unknown task id(s) in after"),
+]
+
+
+@pytest.mark.parametrize(("field", "raw", "message"), SCHEDULING_REFUSALS,
+                         ids=[f"{f}={r[:20]!r}" for f, r, _ in SCHEDULING_REFUSALS])
+def test_scheduling_fields_of_every_wrong_kind_are_400(
+    idle: Env, field: str, raw: bytes, message: str
+) -> None:
+    body = b'{"action": "x", "' + field.encode() + b'": ' + raw + b"}"
+    with unchanged(idle.store):
+        assert message in post(idle.port, "/tasks", body).error(400)
+
+
+def test_delay_and_run_at_together_are_400_whatever_their_values(idle: Env) -> None:
+    for delay, run_at in ((0, 0), (None, 5), (5, None), ("x", 1)):
+        body = json.dumps({"action": "x", "delay": delay, "run_at": run_at}).encode()
+        answer = post(idle.port, "/tasks", body)
+        if delay is None or run_at is None:
+            continue  # one of them null is "not given": checked by the other tests
+        with unchanged(idle.store):
+            assert answer.status == 400, answer.body
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    (101, "after may name at most 100 tasks"),
+    (100_000, "after may name at most 100 tasks"),
+])
+def test_huge_lists_of_dependencies_are_400_before_any_lookup(
+    idle: Env, size: int, message: str
+) -> None:
+    real = idle.service.submit("x").id
+    body = json.dumps({"action": "x", "after": [real] + ["x"] * (size - 1)}).encode()
+    assert len(body) < 1024 * 1024
+    with unchanged(idle.store):
+        assert message in post(idle.port, "/tasks", body).error(400)
+
+
+def test_a_hundred_unknown_ids_are_named_briefly(idle: Env) -> None:
+    unknown = [f"missing-{i:03d}" for i in range(100)]
+    body = json.dumps({"action": "x", "after": unknown}).encode()
+    with unchanged(idle.store):
+        error = post(idle.port, "/tasks", body).error(400)
+    assert "missing-000" in error and "and 90 more" in error and "missing-099" not in error
+
+
+def test_a_hundred_real_ids_one_repeated_are_kept_once_each(idle: Env) -> None:
+    real = [t for t in idle.service.submit_many("x", {}, 50)]
+    body = json.dumps({"action": "x", "after": real + real[:50]}).encode()
+    task = accepted(idle, post(idle.port, "/tasks", body))
+    assert task["after"] == real
+
+
+def key_request(idle: Env, key_lines: tuple[str, ...], body: bytes = b'{"action": "keyed"}'
+                ) -> Answer:
+    return request(idle.port, "POST", "/tasks", body,
+                   ("Content-Type: application/json", *key_lines))
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("Idempotency-Key: " + "k" * 256, "Idempotency-Key must be 1 to 255 characters"),
+    ("Idempotency-Key: " + "k" * 60_000, "Idempotency-Key must be 1 to 255 characters"),
+    ("Idempotency-Key: caf\u00e9", "Idempotency-Key must be printable ASCII characters"),
+    ("Idempotency-Key: a\x7fb", "Idempotency-Key must be printable ASCII characters"),
+    ("Idempotency-Key: a\tb", "Idempotency-Key must be printable ASCII characters"),
+], ids=["256", "60k", "latin-1", "del", "tab"])
+def test_bad_idempotency_keys_are_400(idle: Env, line: str, message: str) -> None:
+    with unchanged(idle.store):
+        key_request(idle, (line,)).error(400, message)
+
+
+def test_an_empty_idempotency_key_is_refused_not_ignored(idle: Env) -> None:
+    with unchanged(idle.store):
+        key_request(idle, ("Idempotency-Key: ",)).error(400)
+        key_request(idle, ("Idempotency-Key:",)).error(400)
+
+
+def test_an_idempotency_key_given_twice_is_400(idle: Env) -> None:
+    """cheroot would keep the last line of the two: which key was meant is not known."""
+    with unchanged(idle.store):
+        key_request(idle, ("Idempotency-Key: twice-a", "Idempotency-Key: twice-b")).error(
+            400, "Idempotency-Key header given more than once")
+        key_request(idle, ("Idempotency-Key: twice-a", "idempotency-key: twice-a")).error(400)
+    # One line with a comma is one key.
+    assert key_request(idle, ("Idempotency-Key: twice-a, twice-b",)).status == 202
+
+
+def test_the_same_key_racing_from_sixteen_connections_stores_one_task(idle: Env) -> None:
+    """16 connections send the same key at once (one write each, all open before any is
+    sent): one 202, fifteen 200s naming that task."""
+    body = b'{"action": "racing", "data": {"n": 1}}'
+    head = (f"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Idempotency-Key: race-16\r\nConnection: close\r\nContent-Length: {len(body)}"
+            "\r\n\r\n").encode()
+    socks = [socket.create_connection(("127.0.0.1", idle.port), timeout=TIMEOUT)
+             for _ in range(16)]
+    try:
+        for sock in socks:
+            sock.sendall(head + body)
+        answers = []
+        for sock in socks:
+            reader = _File(sock)
+            answers.append(read_answer(reader, "POST"))
+            reader.file.close()
+    finally:
+        for sock in socks:
+            sock.close()
+    assert sorted(a.status for a in answers) == [200] * 15 + [202]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert idle.store.count(TaskQuery(action="racing")) == 1
+
+
+def test_one_key_racing_with_two_bodies_stores_one_task_and_refuses_the_other(
+    idle: Env,
+) -> None:
+    bodies = [b'{"action": "two-bodies", "data": {"v": "a"}}',
+              b'{"action": "two-bodies", "data": {"v": "b"}}']
+    socks = []
+    try:
+        for i in range(16):
+            body = bodies[i % 2]
+            sock = socket.create_connection(("127.0.0.1", idle.port), timeout=TIMEOUT)
+            socks.append((sock, body))
+        for sock, body in socks:
+            sock.sendall((f"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                          f"application/json\r\nIdempotency-Key: two-bodies\r\nConnection: "
+                          f"close\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        answers = []
+        for sock, body in socks:
+            reader = _File(sock)
+            answers.append((body, read_answer(reader, "POST")))
+            reader.file.close()
+    finally:
+        for sock, _ in socks:
+            sock.close()
+    [stored] = idle.store.page(TaskQuery(action="two-bodies"), 10)
+    winner = json.dumps(stored.data).encode()
+    for body, answer in answers:
+        if json.loads(body)["data"] == stored.data:
+            assert answer.status in (200, 202) and answer.json()["id"] == stored.id
+        else:
+            answer.error(409)
+    assert sum(a.status == 202 for _, a in answers) == 1 and winner
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("scheduled=TRUE", "scheduled must be true or false"),
+    ("scheduled=1", "scheduled must be true or false"),
+    ("scheduled=%00", "scheduled must be true or false"),
+    ("scheduled=true&scheduled=false", "scheduled given more than once"),
+    ("sort=PRIORITY", "unknown sort 'PRIORITY'; valid: newest, priority"),
+    ("sort=priority%20", "unknown sort 'priority '; valid: newest, priority"),
+    ("sort=seq%20DESC", "unknown sort 'seq DESC'; valid: newest, priority"),
+    ("sort=%ff", "sort must be UTF-8 text"),
+    ("sort=newest&sort=newest", "sort given more than once"),
+])
+def test_bad_listing_parameters_are_400(idle: Env, query: str, message: str) -> None:
+    request(idle.port, "GET", "/tasks?" + query, headers=()).error(400, message)
+
+
+@pytest.mark.parametrize("path", [
+    "/schedules/%00/run", "/schedules/..%2F..%2Fstats/run", "/schedules/" + "n" * 5000 + "/run",
+    "/schedules/%ff%fe/pause", "/schedules//resume", "/schedules/a/b/run",
+])
+def test_odd_schedule_paths_are_json_404(idle: Env, path: str) -> None:
+    with unchanged(idle.store):
+        request(idle.port, "POST", path, b"{}").error(404)
+
+
+@pytest.mark.parametrize("body", [b'{"paused": true}', b"[]", b"null", b'"pause"', b"{"])
+def test_pause_and_resume_refuse_any_body_but_an_empty_object(idle: Env, body: bytes) -> None:
+    for verb in ("pause", "resume"):
+        with unchanged(idle.store):
+            post(idle.port, f"/queue/{verb}", body).error(400)
+    assert not idle.store.paused()
+
+
+@pytest.mark.parametrize("path", ["/tasks/{id}", "/tasks/{id}/", "/tasks/%00", "/tasks/"])
+def test_delete_of_odd_or_unfinished_tasks_changes_nothing(idle: Env, path: str) -> None:
+    path = path.replace("{id}", idle.service.submit("x").id)
+    with unchanged(idle.store):
+        answer = request(idle.port, "DELETE", path, headers=())
+        assert answer.status in (404, 405, 409), answer.status
+        answer.json()
+
+
+def test_a_delete_with_a_body_is_answered_and_the_connection_goes_on(idle: Env) -> None:
+    """A body the route does not read must not be read as the next request."""
+    task = idle.service.submit("x")
+    idle.service.cancel(task.id)
+    smuggled = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    first = (f"DELETE /tasks/{task.id} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+             f"{len(smuggled)}\r\n\r\n").encode() + smuggled
+    second = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    deleted, health = exchange(idle.port, first + second, ("DELETE", "GET"))
+    assert deleted.status == 200 and deleted.json()["id"] == task.id
+    assert health.status == 200 and "status" in health.json()  # /health, not /stats
+    assert idle.store.get(task.id) is None
 
 
 # -- action handlers that fail every way a handler can ----------------------------------------

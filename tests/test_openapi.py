@@ -26,6 +26,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from service.api import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, ApiConfig, create_app
+from service.schedules import Schedule, Scheduler
 from service.task_service import TaskService
 from storage import STATUSES
 from tests.action_helpers import python_action
@@ -137,7 +138,7 @@ def test_paths_and_methods_match_the_app_routes(
               for route in app.routes}
     documented = {(path, method) for path, method, _ in operations(document)}
     assert documented == routes
-    assert len(routes) == 12
+    assert len(routes) == 19
 
 
 def test_path_parameters_are_declared(document: dict[str, Any]) -> None:
@@ -174,8 +175,10 @@ def test_every_operation_documents_the_checks_made_before_routing(
 
 def test_list_parameters_match_the_behaviour(document: dict[str, Any]) -> None:
     params = {p["name"]: p for p in document["paths"]["/tasks"]["get"]["parameters"]}
-    assert set(params) == {"status", "action", "limit", "offset"}
+    assert set(params) == {"status", "action", "limit", "offset", "scheduled", "sort"}
     assert params["status"]["schema"]["enum"] == list(STATUSES)
+    assert params["sort"]["schema"]["enum"] == ["newest", "priority"]
+    assert params["scheduled"]["schema"]["enum"] == ["true", "false"]
     limit = params["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, MAX_LIMIT,
                                                                       DEFAULT_LIMIT)
@@ -251,6 +254,52 @@ def test_success_responses_match_their_schemas(
     assert [n["current"] for n in nodes["nodes"]] == [True] and nodes["alive"] == 1
     check(document, "/openapi.json", "get", client.get("/openapi.json"))
 
+    # Sorting and the scheduled filter; priority, a delay and dependencies in a task.
+    later = submit_with(client, {"action": "x", "priority": 7, "delay": 60, "after": [done]})
+    check(document, "/tasks/{task_id}", "get", client.get(f"/tasks/{later}"))
+    listing = check(document, "/tasks", "get",
+                    client.get("/tasks?scheduled=true&sort=priority"))
+    assert [t["id"] for t in listing["tasks"]] == [later]
+    deleted = check(document, "/tasks/{task_id}", "delete",
+                    client.request("DELETE", f"/tasks/{done}"))
+    assert deleted["id"] == done
+
+    for verb, paused in (("pause", True), ("resume", False)):
+        state = check(document, f"/queue/{verb}", "post",
+                      client.post(f"/queue/{verb}", headers=JSON))
+        assert state == {"paused": paused}
+
+
+def submit_with(client: Client, body: dict[str, Any]) -> str:
+    resp = client.post("/tasks", body)
+    assert resp.status == 202, (resp.status, resp.body)
+    task_id: str = resp.json()["id"]
+    return task_id
+
+
+def test_schedule_responses_match_their_schemas(
+    document: dict[str, Any], api_factory: Callable[..., Client], service: TaskService,
+) -> None:
+    scheduler = Scheduler(service, [Schedule("every-minute", "uppercase", {"text": "t"},
+                                             None, 60.0),
+                                    Schedule("nightly", "x", {}, "30 2 * * *", None)])
+    client = api_factory(ApiConfig(schedules=scheduler))
+    listing = check(document, "/schedules", "get", client.get("/schedules"))
+    assert [s["name"] for s in listing["schedules"]] == ["every-minute", "nightly"]
+    fired = check(document, "/schedules/{name}/run", "post",
+                  client.post("/schedules/nightly/run", headers=JSON))
+    paused = check(document, "/schedules/{name}/pause", "post",
+                   client.post("/schedules/nightly/pause", headers=JSON))
+    assert paused["last_task"] == {"id": fired["id"], "status": "queued"}
+    service.cancel(fired["id"])
+    service.delete(fired["id"])
+    resumed = check(document, "/schedules/{name}/resume", "post",
+                    client.post("/schedules/nightly/resume", headers=JSON))
+    assert resumed["last_task"] == {"id": fired["id"], "status": None}
+    for verb in ("run", "pause", "resume"):
+        check(document, f"/schedules/{{name}}/{verb}", "post",
+              client.post(f"/schedules/nope/{verb}", headers=JSON))
+
 
 @dataclass
 class ErrorCase:
@@ -284,6 +333,18 @@ ERROR_CASES = [
     ErrorCase("/tasks/{task_id}/cancel", "post", "/tasks/{id}/cancel", 400, b"[]"),
     ErrorCase("/tasks/{task_id}/cancel", "post", "/tasks/{id}/cancel", 413, b"{}",
               {"Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES + 1)}),
+    ErrorCase("/tasks", "get", "/tasks?sort=oldest", 400),
+    ErrorCase("/tasks", "get", "/tasks?scheduled=1", 400),
+    ErrorCase("/tasks/{task_id}", "delete", f"/tasks/{uuid.uuid4()}", 404),
+    ErrorCase("/tasks/{task_id}", "delete", "/tasks/{id}", 409),
+    ErrorCase("/queue/pause", "post", "/queue/pause", 400, b'{"x": 1}'),
+    ErrorCase("/queue/resume", "post", "/queue/resume", 415, b"{}",
+              {"Content-Type": "text/plain"}),
+    ErrorCase("/schedules/{name}/run", "post", "/schedules/nope/run", 404, b"{}"),
+    ErrorCase("/schedules/{name}/pause", "post", "/schedules/nope/pause", 400, b"[]"),
+    ErrorCase("/schedules/{name}/resume", "post", "/schedules/nope/resume", 413, b"{}",
+              {"Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES + 1)}),
+    ErrorCase("/schedules", "get", "/schedules", 403, headers={"Host": "evil.example"}),
     ErrorCase("/stats", "get", "/stats", 403, headers={"Host": "evil.example"}),
     ErrorCase("/health", "get", "/health", 403, headers={"Host": "evil.example"}),
     ErrorCase("/openapi.json", "get", "/openapi.json", 403, headers={"Host": "evil.example"}),
@@ -337,11 +398,11 @@ def test_401_responses_match_their_schemas(
     task_id = str(uuid.uuid4())
     checked = 0
     for path, method, _ in operations(document):
-        url = path.replace("{task_id}", task_id)
+        url = path.replace("{task_id}", task_id).replace("{name}", "nightly")
         body = b"{}" if method == "post" else None
         resp = client.request(method.upper(), url, body=body,
                               headers={**JSON, "Authorization": "Bearer wrong"})
         assert resp.status == 401, (method, path)
         check(document, path, method, resp)
         checked += 1
-    assert checked == 12
+    assert checked == 19

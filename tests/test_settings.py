@@ -38,7 +38,7 @@ def defaults() -> Settings:
         prefetch=64, work_delay=0.1, task_timeout=300.0, max_attempts=3, retry_backoff=1.0,
         token=None, synchronous="full", log_level="INFO", unknown_actions="accept",
         actions=default_actions_file(), plugins=default_plugins_folder(), no_plugins=False,
-        kill_grace=5.0, lease=30.0,
+        kill_grace=5.0, lease=30.0, keep_completed=30.0, keep_failed=90.0,
     )
 
 
@@ -102,6 +102,8 @@ VALUES: list[tuple[str, str, object, object]] = [
     ("no_plugins", "1", True, True),
     ("kill_grace", "0.5", 0.5, 0.5),
     ("lease", "3", 3, 3.0),
+    ("keep_completed", "0", 0, 0.0),
+    ("keep_failed", "0.5", 0.5, 0.5),
 ]
 VALUE_IDS = [v[0] for v in VALUES]
 
@@ -245,6 +247,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("unknown_actions", "reject", "one of accept, refuse"),
     ("kill_grace", "-1", "a number of seconds from 0 to 3600"),
     ("lease", "0.5", "a number of seconds from 1 to 3600"),
+    ("keep_completed", "-1", "a number of days from 0 to 36500 (0: keep forever)"),
+    ("keep_failed", "36501", "a number of days from 0 to 36500 (0: keep forever)"),
 ]
 BAD_IDS = [f"{name}={value}" for name, value, _ in BAD]
 
@@ -306,7 +310,7 @@ def test_an_unknown_key_in_the_config_file(capsys: pytest.CaptureFixture[str]) -
         f"taskdesk: unknown setting 'work-delay' in {CONFIG} [settings]: the settings are "
         "headless, host, port, db, workers, prefetch, work_delay, task_timeout, max_attempts, "
         "retry_backoff, token, synchronous, log_level, unknown_actions, actions, plugins, "
-        "no_plugins, kill_grace, lease")
+        "no_plugins, kill_grace, lease, keep_completed, keep_failed")
 
 
 def test_config_messages_without_a_file_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,7 @@ from storage import (
     ScheduleState,
     Task,
     TaskQuery,
+    TaskSort,
     TaskStatus,
     TaskStore,
     UnknownTasksError,
@@ -503,6 +504,29 @@ class TestOrderAndDependencies:
         [rb] = store.retry_many([b.id], NOW)
         assert (rb.status, rb.waiting) == (QUEUED, 1)
 
+    def test_listings_by_priority_highest_first_then_newest(self, store: TaskStore) -> None:
+        priorities = [0, 5, -3, 5, 0, 100, -100, 5, 0]
+        added = [add(store, priority=p) for p in priorities]
+        store.cancel_many([added[3].id, added[4].id], NOW)
+        expected = [t.id for t in sorted(added, key=lambda t: (-t.priority, -t.seq))]
+        by_priority = TaskQuery(sort=TaskSort.PRIORITY)
+        assert ids(store.page(by_priority, 100)) == expected
+        assert ids(store.page(TaskQuery(), 100)) == ids(added)[::-1]  # newest is the default
+        # Paging by cursor goes on in the same order, across equal priorities too.
+        seen: list[str] = []
+        cursor = None
+        while page := store.page(by_priority, 2, cursor):
+            seen += ids(page)
+            cursor = page[-1].seq
+        assert seen == expected
+        # With filters; list_json in the same order by offset; counts ignore the order.
+        queued = TaskQuery(status=QUEUED, sort=TaskSort.PRIORITY)
+        assert ids(store.page(queued, 100)) == [
+            i for i in expected if i not in (added[3].id, added[4].id)]
+        text, count = store.list_json(by_priority, 4, 2)
+        assert [t["id"] for t in json.loads(f"[{text}]")] == expected[2:6] and count == 4
+        assert store.count(queued) == 7 and store.count(by_priority) == 9
+
     def test_unknown_tasks_to_wait_for_are_refused_and_nothing_is_stored(
         self, store: TaskStore
     ) -> None:
@@ -528,6 +552,23 @@ class TestOrderAndDependencies:
         assert ids(store.delete_many([first.task.id])) == [first.task.id]
         assert store.add(NewTask("x", "{}", 3, idempotency_key="k1", request_hash="h"),
                          NOW).created
+
+    def test_purge_frees_idempotency_keys_and_keeps_dependents_retryable(
+        self, store: TaskStore
+    ) -> None:
+        a = add(store, attempts=1, idempotency_key="a-key", request_hash="h")
+        b = add(store, after=(a.id,), idempotency_key="b-key", request_hash="h")
+        [ra] = claim(store)
+        finish(store, ra, COMPLETED, "1", NOW)
+        [rb] = claim(store)
+        finish(store, rb, FAILED, "boom", NOW + 1)
+        assert ids(store.purge(NOW + 0.5, 0.0, 10)) == [a.id]  # b is kept: failed, not old
+        assert store.add(NewTask("x", "{}", 3, idempotency_key="a-key", request_hash="h"),
+                         NOW + 2).created
+        # b waited for a, which completed and is gone: retried, it is ready at once.
+        [retried] = store.retry_many([b.id], NOW + 3)
+        assert (retried.status, retried.waiting) == (QUEUED, 0)
+        assert b.id in ids(claim(store, 5, NOW + 3))
 
     def test_concurrent_adds_with_one_key_store_one_task(
         self, store: TaskStore, open_store: StoreFactory

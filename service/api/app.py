@@ -17,10 +17,18 @@ from typing import Any
 
 import bottle
 
-from service.api import action_routes, event_routes, nodes_routes, queue_routes, task_routes
+from service.api import (
+    action_routes,
+    event_routes,
+    nodes_routes,
+    queue_routes,
+    schedule_routes,
+    task_routes,
+)
 from service.api.event_routes import HEARTBEAT_SECONDS, MAX_STREAMS
 from service.api.http_io import host_name, json_error
 from service.event_log import EventLog
+from service.schedules import Scheduler
 from service.task_service import TaskService, dumps
 from storage import DatabaseDamagedError, StorageUnavailableError
 
@@ -46,6 +54,8 @@ class ApiConfig:
     events: EventLog | None = None
     max_event_streams: int = MAX_STREAMS
     event_heartbeat_seconds: float = HEARTBEAT_SECONDS
+    # The schedules of the actions file, for /schedules; None: there are none.
+    schedules: Scheduler | None = None
 
 
 def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.Bottle:
@@ -123,6 +133,7 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
                 json_error(415, "Content-Type must be application/json")
 
     # Each module adds its routes; they share the checks and the error handling above.
-    for module in (task_routes, queue_routes, action_routes, event_routes, nodes_routes):
+    for module in (task_routes, queue_routes, action_routes, event_routes, nodes_routes,
+                   schedule_routes):
         module.add_routes(app, service, cfg)
     return app

@@ -143,8 +143,20 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def bool_param(name: str) -> bool:
+    """A true/false query parameter; absent or empty is false. Only the two words, in lower
+    case: "1", "yes" or "True" would each be a guess at what the client meant."""
+    raw = query_value(name)
+    if raw is None or raw in ("", "false"):
+        return False
+    if raw == "true":
+        return True
+    json_error(400, f"{name} must be true or false")
+
+
 def parse_optional_empty_body() -> None:
-    """retry and cancel take no body: accept none, or an empty JSON object."""
+    """retry, cancel, pause and the like take no body: accept none, or an empty JSON
+    object."""
     raw = read_body()
     if raw.strip() and decode_json(raw) != {}:
         json_error(400, "this request takes no body (or an empty JSON object)")

@@ -1,4 +1,5 @@
-"""The routes of the queue as a whole: statistics, health, the OpenAPI document."""
+"""The routes of the queue as a whole: pause and resume, statistics, health, the OpenAPI
+document."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import bottle
 
-from service.api.http_io import json_response
+from service.api.http_io import json_response, parse_optional_empty_body
 from service.openapi import openapi_document
 from service.task_service import TaskService
 from storage import TaskStatus
@@ -26,7 +27,22 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
             "workers": cfg.worker_stats(),
             "throughput": {"completed_per_second": completed, "failed_per_second": failed,
                            "window_seconds": 10},
+            "paused": service.paused(),
         })
+
+    # Paused: running tasks finish, nothing new starts, submissions are still accepted; the
+    # state is stored, so it survives a restart. Asking twice is not an error.
+    @app.post("/queue/pause")
+    def pause() -> NoReturn:
+        parse_optional_empty_body()
+        service.set_paused(True)
+        json_response(200, {"paused": True})
+
+    @app.post("/queue/resume")
+    def resume() -> NoReturn:
+        parse_optional_empty_body()
+        service.set_paused(False)
+        json_response(200, {"paused": False})
 
     @app.get("/health")
     def health() -> NoReturn:

@@ -1,4 +1,4 @@
-"""The routes of tasks: submit, list, get, retry, cancel."""
+"""The routes of tasks: submit, list, get, retry, cancel, delete."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import bottle
 
 from service.api.http_io import (
+    bool_param,
     decode_json,
     int_param,
     json_error,
@@ -62,9 +63,12 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
         action = query_text("action")
         limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = int_param("offset", 0, 0, MAX_OFFSET)
+        scheduled = bool_param("scheduled")
+        sort = query_text("sort")
         try:
-            listed, count, total = service.list_json(status, action, limit, offset)
-        except ValidationError as exc:  # an unknown status
+            listed, count, total = service.list_json(status, action, limit, offset,
+                                                     scheduled=scheduled, sort=sort)
+        except ValidationError as exc:  # an unknown status or sort
             json_error(400, str(exc))
         json_text_response(200, f'{{"tasks":[{listed}],"count":{count},"total":{total}}}')
 
@@ -74,6 +78,16 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
             json_text_response(200, service.get(task_id).to_json())
         except TaskNotFoundError as exc:
             json_error(404, str(exc))
+
+    @app.delete("/tasks/<task_id>")
+    def delete_task(task_id: str) -> NoReturn:
+        # The task as it was, so a client that deletes still has what it deleted.
+        try:
+            json_text_response(200, service.delete(task_id).to_json())
+        except TaskNotFoundError as exc:
+            json_error(404, str(exc))
+        except InvalidTransitionError as exc:  # queued or running
+            json_error(409, str(exc))
 
     def change(task_id: str, apply: Callable[[str], Any], ok_status: int) -> NoReturn:
         parse_optional_empty_body()

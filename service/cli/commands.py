@@ -81,10 +81,15 @@ def _options(json_output: bool) -> list[click.Parameter]:
 
 def _inherited(ctx: click.Context, name: str, value: Any) -> Any:
     """An option given to ``schedules`` serves its subcommands too (``schedules --url U run
-    N``); the root group's options are settings, looked at by connection.py."""
+    N``), over what the environment gives; the root group's options are settings, looked at
+    by connection.py."""
+    typed = click.core.ParameterSource.COMMANDLINE
+    if ctx.get_parameter_source(name) is typed:
+        return value
     parent = ctx.parent
-    while value is None and parent is not None and parent.parent is not None:
-        value = parent.params.get(name)
+    while parent is not None and parent.parent is not None:
+        if parent.get_parameter_source(name) is typed:
+            return parent.params[name]
         parent = parent.parent
     return value
 

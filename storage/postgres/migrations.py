@@ -159,10 +159,16 @@ def _step_3_nodes_and_logs(conn: Conn) -> None:
                  "size bigint NOT NULL)")
 
 
+def _step_4_priority_listing(conn: Conn) -> None:
+    # GET /tasks?sort=priority walks this index, newest first within a priority.
+    conn.execute("CREATE INDEX tasks_by_priority ON tasks (priority DESC, seq DESC)")
+
+
 MIGRATIONS: tuple[Callable[[Conn], None], ...] = (
     _step_1_tasks,
     _step_2_counts,
     _step_3_nodes_and_logs,
+    _step_4_priority_listing,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from storage.models import Task, TaskQuery, TaskStatus
+from storage.models import Task, TaskQuery, TaskSort, TaskStatus
 
 
 def task_columns(alias: str = "") -> str:
@@ -104,6 +104,18 @@ def filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, list[
         clauses.append("status = 'queued' AND run_after > %s")
         params.append(query.scheduled_after)
     if before_seq is not None:
-        clauses.append("seq < %s")
+        clauses.append(AFTER_CURSOR[query.sort])
         params.append(before_seq)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+# Each order, and how a page goes on after the task with a given seq (see TaskSort): served
+# by the primary key (newest) or tasks_by_priority (migration 4), walked, never sorted.
+ORDER: dict[TaskSort, str] = {
+    TaskSort.NEWEST: "seq DESC",
+    TaskSort.PRIORITY: "priority DESC, seq DESC",
+}
+AFTER_CURSOR: dict[TaskSort, str] = {
+    TaskSort.NEWEST: "seq < %s",
+    TaskSort.PRIORITY: "(priority, seq) < (SELECT priority, seq FROM tasks WHERE seq = %s)",
+}

@@ -56,6 +56,7 @@ from storage.postgres.logs import TaskLogs, delete_logs
 from storage.postgres.migrations import migrate
 from storage.postgres.nodes import NodeRegistry
 from storage.postgres.sql import (
+    ORDER,
     TASK_COLUMNS,
     TASK_JSON_SQL,
     filters,
@@ -652,16 +653,16 @@ class PostgresTaskStore:
     def page(self, query: TaskQuery, limit: int, before_seq: int | None = None) -> list[Task]:
         where, params = filters(query, before_seq)
         return tasks_from_rows(self._read(
-            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY seq DESC LIMIT %s",
+            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY {ORDER[query.sort]} LIMIT %s",
             (*params, limit)))
 
     def list_json(self, query: TaskQuery, limit: int, offset: int) -> tuple[str, int]:
         # One row: PostgreSQL writes the page's JSON, in order.
         where, params = filters(query)
         [(text, count)] = self._read(
-            f"SELECT string_agg(task, ',' ORDER BY seq DESC), count(*) FROM ("
-            f"SELECT seq, {TASK_JSON_SQL} AS task FROM tasks{where} "
-            f"ORDER BY seq DESC LIMIT %s OFFSET %s) AS page", (*params, limit, offset))
+            f"SELECT string_agg(task, ',' ORDER BY {ORDER[query.sort]}), count(*) FROM ("
+            f"SELECT seq, priority, {TASK_JSON_SQL} AS task FROM tasks{where} "
+            f"ORDER BY {ORDER[query.sort]} LIMIT %s OFFSET %s) AS page", (*params, limit, offset))
         return text or "", int(count)
 
     def count(self, query: TaskQuery) -> int:

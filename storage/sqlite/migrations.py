@@ -183,11 +183,22 @@ def _step_4_order_dependencies_progress(conn: sqlite3.Connection) -> None:
     )
 
 
+def _step_5_listings_by_priority(conn: sqlite3.Connection) -> None:
+    # Listings by priority, highest first then newest: an index on priority is ordered by
+    # (priority, rowid), so "ORDER BY priority DESC, seq DESC LIMIT n" walks it backwards and
+    # stops after n rows, with or without a filter. A priority never changes, so only adding
+    # and deleting a task write to it. (An index on (status, priority) would serve a status
+    # filter better, but every claim and outcome rewrites its entry: it cost case 1 of the
+    # benchmarks about an eighth of its CPU time per task.)
+    conn.execute("CREATE INDEX tasks_by_priority ON tasks (priority)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tutorial_table,
     _step_2_task_lifecycle,
     _step_3_indexes_and_counts,
     _step_4_order_dependencies_progress,
+    _step_5_listings_by_priority,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -47,6 +47,7 @@ from storage.models import (
     ScheduleState,
     Task,
     TaskQuery,
+    TaskSort,
     TaskStatus,
     json_list,
     stored_time,
@@ -490,15 +491,18 @@ class SqliteTaskStore:
 
         return self._write(write)
 
+    # What a retried task waits for is read from its own list (after_ids) by the unique index
+    # on id: task_deps is keyed by the task waited for, so asking it by the waiting task would
+    # read it whole. A task waited for that was deleted since counts as done.
     _RETRY = (
         f"UPDATE tasks SET status = 'queued', attempts = 0, result = NULL, error = NULL, "
         f"started_at = NULL, processed_at = NULL, run_after = ?, progress = NULL, "
         f"progress_message = NULL, cancel_requested = 0, waiting = "
-        f"(SELECT count(*) FROM task_deps d JOIN tasks t ON t.id = d.dep_id "
-        f"WHERE d.task_id = tasks.id AND t.status != 'completed') "
+        f"(SELECT count(*) FROM json_each(tasks.after_ids) d JOIN tasks t ON t.id = d.value "
+        f"WHERE t.status != 'completed') "
         f"WHERE id IN (SELECT value FROM json_each(?)) AND status IN ({_sql_list(RETRYABLE)}) "
-        f"AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t ON t.id = d.dep_id "
-        f"WHERE d.task_id = tasks.id AND t.status IN ('failed', 'cancelled')) "
+        f"AND NOT EXISTS (SELECT 1 FROM json_each(tasks.after_ids) d JOIN tasks t "
+        f"ON t.id = d.value WHERE t.status IN ('failed', 'cancelled')) "
         f"RETURNING {TASK_COLUMNS}"
     )
 
@@ -541,11 +545,16 @@ class SqliteTaskStore:
 
     @staticmethod
     def _forget(conn: sqlite3.Connection, rows: list[Any]) -> list[Task]:
-        """Tasks from deleted rows, after dropping what tasks waited for them by (their
-        waiting counts already left them out: they were finished)."""
+        """Tasks from deleted rows, after dropping their links in task_deps both ways: to the
+        tasks they waited for, by each pair (the table's key: a lookup by the waiting task
+        alone would read the whole table), and from tasks that waited for them (finished, so
+        their waiting counts already left them out)."""
         deleted = [Task.from_row(r) for r in rows]
+        pairs = [(dep, t.id) for t in deleted for dep in t.after]
+        if pairs:
+            conn.executemany("DELETE FROM task_deps WHERE dep_id = ? AND task_id = ?", pairs)
         if deleted:
-            conn.execute("DELETE FROM task_deps WHERE task_id IN "
+            conn.execute("DELETE FROM task_deps WHERE dep_id IN "
                          "(SELECT value FROM json_each(?))", (json.dumps([t.id for t in deleted]),))
         return deleted
 
@@ -626,7 +635,7 @@ class SqliteTaskStore:
     def page(self, query: TaskQuery, limit: int, before_seq: int | None = None) -> list[Task]:
         where, params = _filters(query, before_seq)
         rows = self._read(
-            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY {_ORDER[query.sort]} LIMIT ?",
             (*params, limit),
         )
         return [Task.from_row(r) for r in rows]
@@ -639,7 +648,7 @@ class SqliteTaskStore:
         where, params = _filters(query)
         [(text, count)] = self._read(
             f"SELECT group_concat(task, ','), count(*) FROM (SELECT {TASK_JSON_SQL} AS task "
-            f"FROM tasks{where} ORDER BY seq DESC LIMIT ? OFFSET ?)",
+            f"FROM tasks{where} ORDER BY {_ORDER[query.sort]} LIMIT ? OFFSET ?)",
             (*params, limit, offset),
         )
         return text or "", int(count)
@@ -711,9 +720,22 @@ def _filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, tupl
         clauses.append("status = 'queued' AND run_after > ?")
         params.append(query.scheduled_after)
     if before_seq is not None:
-        clauses.append("seq < ?")
+        clauses.append(_AFTER_CURSOR[query.sort])
         params.append(before_seq)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+# Each order and how a page goes on after the task with a given seq. Served by indexes that
+# end in the rowid (seq), so no listing sorts: newest by the rowid or tasks_by_status;
+# priority by tasks_by_priority (migration 5), filtered as it is walked.
+_ORDER: dict[TaskSort, str] = {
+    TaskSort.NEWEST: "seq DESC",
+    TaskSort.PRIORITY: "priority DESC, seq DESC",
+}
+_AFTER_CURSOR: dict[TaskSort, str] = {
+    TaskSort.NEWEST: "seq < ?",
+    TaskSort.PRIORITY: "(priority, seq) < (SELECT priority, seq FROM tasks WHERE seq = ?)",
+}
 
 
 def _waited_for(dep_id: str, dep_status: str) -> str:
