@@ -95,7 +95,10 @@ def _file_settings(path: object) -> dict[str, object]:
     """The connection settings of the actions file's ``[settings]`` table, checked as
     Taskdesk checks them. A file Taskdesk could not start with is not ours to report: then
     its values are left out, and the defaults apply."""
-    if not isinstance(path, Path) or not path.is_file():
+    if not isinstance(path, Path):
+        return {}
+    path = path.expanduser()  # as Taskdesk reads it (TASKDESK_ACTIONS=~/… is not expanded)
+    if not path.is_file():
         return {}
     import tomllib  # only where there is such a file
 
