@@ -889,3 +889,29 @@ def test_interrupting_wait_ends_it_quietly(own: Server, tmp_path: Path) -> None:
     _, err = waiting.communicate()
     assert "Traceback" not in err
     gate.touch()
+
+
+# -- the picture in the README -----------------------------------------------------------------
+
+
+def test_the_screenshot_wraps_and_colours_what_was_printed(tmp_path: Path, qapp: Any) -> None:
+    import importlib.util
+
+    from PySide6.QtGui import QColor, QImage
+
+    spec = importlib.util.spec_from_file_location(
+        "cli_screenshot", REPO_ROOT / "scripts" / "cli_screenshot.py")
+    assert spec is not None and spec.loader is not None
+    shot: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+
+    # A terminal wraps at its width, and a wrapped row keeps the colour in force.
+    assert shot.wrap("ab\x1b[32mcdef\x1b[0mgh", 4) == ["ab\x1b[32mcd", "\x1b[32mef\x1b[0mgh"]
+    out = tmp_path / "cli.png"
+    green = "\x1b[32m" + "█" * 20 + "\x1b[0m"
+    shot.draw([("prompt", "taskdesk list"), ("output", "id  " + green)], out)
+    image = QImage(str(out))
+    assert image.width() > 800 and not image.isNull()
+    colours = {QColor(image.pixel(x, y)).name() for x in range(0, image.width(), 3)
+               for y in range(0, image.height(), 3)}
+    assert shot.ANSI["32"] in colours  # the green the output asked for
