@@ -23,7 +23,9 @@ from storage import (
     open_store,
 )
 from storage.postgres import PostgresTaskStore
+from storage.postgres.database import connection_kwargs
 from storage.postgres.migrations import LATEST_VERSION
+from storage.postgres.writer import Changes as Notes
 from tests.postgres_server import PgServer
 
 NOW = 1_800_000_000.0
@@ -272,3 +274,49 @@ def test_concurrent_claims_from_two_nodes_need_no_waiting(
         conn.execute("SELECT seq FROM tasks ORDER BY seq LIMIT 4 FOR UPDATE")
         taken = b.settle([], 10, NOW).claimed
         assert [t.seq for t in taken] == list(range(5, 11))
+
+
+
+def test_a_task_waiting_for_one_that_ends_while_it_is_added_or_retried_is_not_stranded(
+    open_node: Callable[..., PostgresTaskStore], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reads the tasks waited for and stores the waiting task in one serialised
+    # write. On PostgreSQL another node may end one of them before that write commits;
+    # its cascade must still reach the waiting task, else it waits for good (or is never
+    # cancelled).
+    runner, adder = open_node(), open_node()
+    deps = [runner.add(NewTask("x", "{}", 1), NOW).task for _ in range(3)]
+    assert len(runner.settle([], 3, NOW).claimed) == 3
+    ending: list[Finish] = []
+
+    def committed_after_another_node_ends_a_task(write: Callable[..., Any]) -> Any:
+        finish = ending.pop()
+        with psycopg.connect(pg_url, **connection_kwargs()) as conn, conn.transaction():
+            result = write(conn, Notes())
+            # The other node's commit comes first, unless it has to wait for this one.
+            thread = threading.Thread(
+                target=lambda: runner.settle([finish], 0, finish.when), daemon=True)
+            thread.start()
+            thread.join(1.0)
+        thread.join(10)
+        assert not thread.is_alive()
+        return result
+
+    monkeypatch.setattr(adder, "_write", committed_after_another_node_ends_a_task)
+    ending.append(Finish(deps[0].id, 1, TaskStatus.COMPLETED, "1", NOW + 1))
+    ready = adder.add(NewTask("x", "{}", 1, after=(deps[0].id,)), NOW + 1).task
+    ending.append(Finish(deps[1].id, 1, TaskStatus.FAILED, "boom", NOW + 2))
+    doomed = adder.add(NewTask("x", "{}", 1, after=(deps[1].id,)), NOW + 2).task
+    monkeypatch.undo()
+    retried = adder.add(NewTask("x", "{}", 1, after=(deps[2].id,)), NOW + 3).task
+    adder.cancel_many([retried.id], NOW + 3)
+    monkeypatch.setattr(adder, "_write", committed_after_another_node_ends_a_task)
+    ending.append(Finish(deps[2].id, 1, TaskStatus.COMPLETED, "1", NOW + 4))
+    assert [t.id for t in adder.retry_many([retried.id], NOW + 4)] == [retried.id]
+    monkeypatch.undo()
+    stored = {t.id: t for t in adder.page(TaskQuery(ids=[ready.id, doomed.id, retried.id]), 3)}
+    assert stored[doomed.id].status == TaskStatus.CANCELLED
+    assert "failed" in str(stored[doomed.id].error)
+    assert stored[ready.id].waiting == 0 and stored[retried.id].waiting == 0
+    claimed = adder.settle([], 5, NOW + 5).claimed
+    assert sorted(t.id for t in claimed) == sorted([ready.id, retried.id])

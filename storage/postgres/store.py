@@ -318,9 +318,13 @@ class PostgresTaskStore:
 
     @staticmethod
     def _dependencies(conn: Conn, after: list[str]) -> tuple[int, tuple[str, str] | None]:
-        """(how many of *after* are not completed, the first failed or cancelled one)."""
-        found = dict(conn.execute("SELECT id, status FROM tasks WHERE id = ANY(%s::text[])",
-                                  (possible_ids(after),)).fetchall())
+        """(how many of *after* are not completed, the first failed or cancelled one).
+
+        Locked FOR SHARE until the write commits: another node ending one of them waits for
+        it, so that its cascade sees the task waiting (else it would wait for good), or this
+        read waits for that node's commit and sees the end."""
+        found = dict(conn.execute("SELECT id, status FROM tasks WHERE id = ANY(%s::text[]) "
+                                  "FOR SHARE", (possible_ids(after),)).fetchall())
         missing = [dep for dep in after if dep not in found]
         if missing:
             raise UnknownTasksError(missing)
@@ -524,6 +528,9 @@ class PostgresTaskStore:
         params = (stored_time(now), possible_ids(task_ids))
 
         def write(conn: Conn, notes: Notes) -> list[Task]:
+            # The tasks they wait for, locked first for the reason _dependencies gives.
+            conn.execute("SELECT 1 FROM tasks x JOIN task_deps d ON x.id = d.dep_id "
+                         "WHERE d.task_id = ANY(%s::text[]) FOR SHARE OF x", (params[1],))
             retried = tasks_from_rows(conn.execute(self._RETRY, params).fetchall())
             notes.add([t.id for t in retried])
             return retried
