@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pytestqt.qtbot import QtBot
 
+from service.actions import Action, RunContext
 from service.task_service import TaskService
 from service.workers import WorkerPool, batch_worker
 from service.workers.batch_worker import LINGER_SECONDS
@@ -204,6 +205,42 @@ def test_stop_lets_running_finish_and_leaves_the_rest_queued(
     assert counts[TaskStatus.RUNNING] == 0
     completed, queued = counts[TaskStatus.COMPLETED], counts[TaskStatus.QUEUED]
     assert completed + queued == 40 and queued > 0
+
+
+def test_a_stop_just_before_a_claimed_task_starts_still_asks_it_to_stop(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saw_cancel: list[bool] = []
+
+    def patient(data: dict[str, Any], ctx: RunContext) -> Any:
+        saw_cancel.append(ctx.cancelled.wait(5))
+        if saw_cancel[-1]:
+            raise RuntimeError("stopped as asked")
+        return {"ran": "to its end"}
+
+    service.registry.register(Action("patient", "stops when asked", {"type": "object"},
+                                     "python", patient, "test"))
+    task = service.submit("patient")
+    pool = WorkerPool(service, workers=1, prefetch=1, work_delay=0)
+    original = service.start_attempt
+
+    def stop_comes_first(claimed: Any) -> Any:
+        # pool.stop() between the worker's look at the stop flag and the attempt's start.
+        if not pool._stopping.is_set():
+            pool._stopping.set()
+            service.stop_running(stopping=True)
+        return original(claimed)
+
+    monkeypatch.setattr(service, "start_attempt", stop_comes_first)
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: bool(saw_cancel), timeout=10_000)
+    finally:
+        assert pool.stop(timeout=10)
+    assert saw_cancel == [True]
+    back = service.get(task.id)
+    assert (back.status, back.attempts) == (TaskStatus.QUEUED, 0)  # handed back to the queue
 
 
 def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
