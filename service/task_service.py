@@ -159,8 +159,9 @@ class TaskService:
                 if changes is None:
                     self._emit_queue(EventKind.RESYNC)
                 self._emit_queue(EventKind.PAUSED if self.store.paused() else EventKind.RESUMED)
-                if changes is None:
-                    return
+            if changes is None:
+                self._stop_cancelled_here()
+                return
             ids = list(dict.fromkeys(changes.task_ids))
             if not ids:
                 return
@@ -175,6 +176,17 @@ class TaskService:
                 self._emit_queue(EventKind.RESYNC)
         except DatabaseError as exc:  # the listener tells us again (None) once it is back
             log.debug("cannot re-read what another instance changed: %s", exc)
+
+    def _stop_cancelled_here(self) -> None:
+        """Ask the attempts held here whose task was asked to stop to do so: another
+        instance may have asked while what it changed could not be named."""
+        with self._running_lock:
+            ids = list(dict.fromkeys([*self._running, *self._claimed]))
+        if not ids:
+            return
+        for task in self.store.page(TaskQuery(ids=ids), len(ids)):
+            if task.status == TaskStatus.RUNNING and task.cancel_requested:
+                self.stop_running(task.id)
 
     def nodes(self) -> list[NodeInfo]:
         """The instances sharing the database (just this one on SQLite)."""
