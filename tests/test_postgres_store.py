@@ -6,6 +6,7 @@ lock, and passwords kept out of every message."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -320,3 +321,31 @@ def test_a_task_waiting_for_one_that_ends_while_it_is_added_or_retried_is_not_st
     assert stored[ready.id].waiting == 0 and stored[retried.id].waiting == 0
     claimed = adder.settle([], 5, NOW + 5).claimed
     assert sorted(t.id for t in claimed) == sorted([ready.id, retried.id])
+
+
+def test_a_log_stays_in_order_when_two_threads_store_it_at_once(
+    open_node: Callable[..., PostgresTaskStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The flusher thread, a reader following the log (the window, every 0.5 s) and the
+    # action's thread once 64 KiB are held all store what is held; the one that took the
+    # earlier bytes may reach the database last.
+    store = open_node()
+    task = store.add(NewTask("x", "{}", 1), NOW).task
+    original = store.logs._write
+    first = threading.Event()
+
+    def slow_first(write: Any) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # descheduled between taking the bytes and storing them
+        original(write)
+
+    monkeypatch.setattr(store.logs, "_write", slow_first)
+    store.append_log(task.id, b"first\n")
+    early = threading.Thread(target=store.logs.flush)
+    early.start()
+    assert first.wait(5)
+    store.append_log(task.id, b"second\n")
+    store.logs.flush()
+    early.join()
+    assert store.read_log(task.id, 0, 100).data == b"first\nsecond\n"
