@@ -15,6 +15,7 @@ import pytest
 
 from storage import (
     Changes,
+    DatabaseDamagedError,
     DatabaseError,
     Finish,
     NewTask,
@@ -349,3 +350,24 @@ def test_a_log_stays_in_order_when_two_threads_store_it_at_once(
     store.logs.flush()
     early.join()
     assert store.read_log(task.id, 0, 100).data == b"first\nsecond\n"
+
+
+def test_damage_reported_by_the_server_is_remembered_and_nothing_more_is_written(
+    open_node: Callable[..., PostgresTaskStore], pg_url: str
+) -> None:
+    # As on SQLite (the contract): told once, on /health through `damage`, every later
+    # write refused.
+    store = open_node()
+    told: list[str] = []
+    store.on_damage = told.append
+    corrupted = ("DO $$ BEGIN RAISE EXCEPTION 'invalid page in block 7 of relation base/1/2' "
+                 "USING ERRCODE = 'data_corrupted'; END $$")
+    with pytest.raises(DatabaseDamagedError, match="is damaged: invalid page in block 7"):
+        store._read(corrupted)
+    assert store.damage is not None and pg_url.rsplit("/", 1)[1] in store.damage
+    with pytest.raises(DatabaseDamagedError):
+        store.add(NewTask("x", "{}", 3), NOW)
+    with pytest.raises(DatabaseDamagedError):
+        store._write(lambda conn, notes: conn.execute(corrupted))
+    assert store.count(TaskQuery()) == 0  # reads that do not meet the damage go on
+    assert told == [store.damage]

@@ -27,6 +27,7 @@ import psycopg
 
 from storage.contract import Settled
 from storage.errors import (
+    DatabaseDamagedError,
     DatabaseError,
     IdempotencyConflictError,
     StorageUnavailableError,
@@ -191,16 +192,32 @@ class PostgresTaskStore:
         except StorageUnavailableError as exc:
             self.problem = str(exc)
             raise
+        except DatabaseDamagedError as exc:
+            self._damaged(exc)
+            raise
         return result
 
     def _write(self, write: Callable[[Conn, Notes], T]) -> T:
+        if self.damage is not None:
+            raise DatabaseDamagedError(self.damage)
         try:
             result = self._writer.execute(write)
         except StorageUnavailableError as exc:
             self.problem = str(exc)
             raise
+        except DatabaseDamagedError as exc:
+            self._damaged(exc)
+            raise
         self.problem = None
         return result
+
+    def _damaged(self, exc: DatabaseDamagedError) -> None:
+        """Remember that the server reported damage: told once, no task written again."""
+        if self.damage is not None:
+            return
+        self.damage = str(exc)
+        if self.on_damage is not None:
+            self.on_damage(self.damage)
 
     def _write_notes(self, write: Callable[[Conn, Notes], None]) -> None:
         self._write(write)
@@ -248,6 +265,8 @@ class PostgresTaskStore:
         self._rescue()
 
     def _housekeeping_failed(self, exc: Exception) -> None:
+        if isinstance(exc, DatabaseDamagedError):
+            self._damaged(exc)
         message = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
         if not message.startswith("cannot use database"):
             message = f"cannot use database {self.location}: {message}"
