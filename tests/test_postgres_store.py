@@ -371,3 +371,34 @@ def test_damage_reported_by_the_server_is_remembered_and_nothing_more_is_written
         store._write(lambda conn, notes: conn.execute(corrupted))
     assert store.count(TaskQuery()) == 0  # reads that do not meet the damage go on
     assert told == [store.damage]
+
+
+def test_a_cancel_racing_a_running_task_back_to_the_queue_cancels_it(
+    open_node: Callable[..., PostgresTaskStore], pg_url: str, pg_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The running task goes back to the queue (handed back, or an attempt to retry) while
+    # another node cancels it: on SQLite the cancel then finds it queued and cancels it;
+    # it must not find it neither queued nor running (a 409 for a queued task).
+    runner, canceller = open_node(), open_node()
+    task = runner.add(NewTask("x", "{}", 3), NOW).task
+    [claimed] = runner.settle([], 1, NOW).claimed
+    result: list[Any] = []
+
+    def committed_while_a_cancel_waits(write: Callable[..., Any]) -> Any:
+        with psycopg.connect(pg_url, **connection_kwargs()) as conn, conn.transaction():
+            released = write(conn, Notes())
+            thread = threading.Thread(
+                target=lambda: result.append(canceller.cancel_many([task.id], NOW + 1)),
+                daemon=True)
+            thread.start()
+            wait_for(lambda: pg_server.query(
+                pg_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND wait_event_type = 'Lock'", (pg_url.rsplit("/", 1)[1],))[0][0])
+        thread.join(10)
+        return released
+
+    monkeypatch.setattr(runner, "_write", committed_while_a_cancel_waits)
+    assert runner.release(task.id, claimed.attempts, NOW, None) is not None
+    [cancelled] = result[0]
+    assert (cancelled.id, cancelled.status) == (task.id, TaskStatus.CANCELLED)

@@ -516,14 +516,17 @@ class PostgresTaskStore:
         def write(conn: Conn, notes: Notes) -> list[Task]:
             if not ids:
                 return []
+            # One statement: a task another node moves from running back to queued (or
+            # claims) meanwhile is judged by what it is once that node commits, not missed
+            # by two statements that each saw it as the other status.
             changed = tasks_from_rows(conn.execute(
-                "UPDATE tasks SET status = 'cancelled', processed_at = %s "
-                f"WHERE id = ANY(%s::text[]) AND status = 'queued' RETURNING {TASK_COLUMNS}",
+                "UPDATE tasks SET "
+                "status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, "
+                "processed_at = CASE WHEN status = 'queued' THEN %s ELSE processed_at END, "
+                "cancel_requested = cancel_requested OR status = 'running' "
+                "WHERE id = ANY(%s::text[]) AND (status = 'queued' "
+                f"OR status = 'running' AND NOT cancel_requested) RETURNING {TASK_COLUMNS}",
                 (when, ids)).fetchall())
-            changed += tasks_from_rows(conn.execute(
-                "UPDATE tasks SET cancel_requested = true WHERE id = ANY(%s::text[]) "
-                f"AND status = 'running' AND NOT cancel_requested RETURNING {TASK_COLUMNS}",
-                (ids,)).fetchall())
             changed += self._cascade(
                 conn, [t for t in changed if t.status == TaskStatus.CANCELLED], when)
             notes.add([t.id for t in changed])
