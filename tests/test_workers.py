@@ -382,3 +382,35 @@ def test_a_worker_lingers_for_new_work_before_storing_an_outcome_alone(
         pool.stop()
     stored = calls.index(("settle", 1))  # the commit that stored the task's outcome
     assert calls[stored - 1] == ("wait", LINGER_SECONDS), calls
+
+
+def test_the_watchdog_never_judges_a_task_by_the_time_of_the_one_before(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An action with a short timeout of its own; the worker then idles for longer than
+    # that before its next task. A watchdog tick while the worker takes that task up must
+    # not see it with the start time and limit of the task before.
+    service.registry.register(Action("quick", "returns at once", {"type": "object"},
+                                     "python", lambda data, ctx: {"ok": True}, "test",
+                                     timeout=0.2))
+    first = service.submit("quick")
+    pool = pool_factory(workers=1)
+    qtbot.waitUntil(lambda: service.get(first.id).status == TaskStatus.COMPLETED,
+                    timeout=10_000)
+    qtbot.wait(500)  # idle for longer than the last task's limit
+    original = service.action_of
+    ticked: list[str] = []
+
+    def tick_meanwhile(task: Any) -> Any:
+        if task.action == "quick" and task.id != first.id and not ticked:
+            ticked.append(task.id)
+            pool.watchdog.end_stuck_tasks()  # the watchdog's tick lands here
+        return original(task)
+
+    monkeypatch.setattr(service, "action_of", tick_meanwhile)
+    second = service.submit("quick")
+    qtbot.waitUntil(lambda: service.get(second.id).status.is_finished, timeout=10_000)
+    assert ticked == [second.id]
+    done = service.get(second.id)
+    assert (done.status, done.attempts) == (TaskStatus.COMPLETED, 1)  # not timed out
