@@ -29,7 +29,7 @@ from service.api_server import ApiServer, ApiStartError
 from service.event_log import EventLog
 from service.paths import run_folder
 from service.settings import Settings, parse_settings
-from service.task_service import TaskService
+from service.task_service import COMMAND_STOP_MARGIN, TaskService
 from service.token_file import load_or_create_token, token_path
 from service.version import VERSION
 from service.workers import WorkerPool
@@ -102,7 +102,10 @@ class Engine:
         """Stop taking requests, let running tasks finish, close the database."""
         if self.api is not None:
             self.api.stop()
-        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.started else True
+        # Long enough for a running command to be stopped (SIGTERM, SIGKILL after the
+        # grace) and its task given back, rather than left `running` for the next start.
+        timeout = max(SHUTDOWN_TIMEOUT_SECONDS, self.settings.kill_grace + COMMAND_STOP_MARGIN)
+        finished = self.pool.stop(timeout) if self.pool.started else True
         if finished:
             self.store.close()
         note = "" if finished else " (tasks still running will run again at next start)"
