@@ -113,9 +113,10 @@ class Engine:
         if self.store.damage is not None:
             log.error("database %s was found damaged and left as it is; the next start "
                       "checks it first", self.store.location)
-        if not finished:
+        if not finished or self.pool.blocked:
             # A worker stuck in an action cannot be interrupted; its task is still `running`
-            # on disk and the next start re-queues it. Waiting for it would hang the exit.
+            # on disk and the next start re-queues it (or was ended when the worker was given
+            # up on). Waiting for it would hang the exit: Qt waits for its pool's threads.
             logging.shutdown()
             os._exit(self.exit_code)
 

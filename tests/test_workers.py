@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -267,6 +268,31 @@ def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
     qtbot.waitUntil(lambda: not any("stuck" in p for p in pool.problems()), timeout=10_000)
     after = service.get(hung.id)
     assert (after.status, after.result, after.attempts) == ("failed", None, 1)
+
+
+def test_a_stop_does_not_wait_for_a_worker_already_given_up_on(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any
+) -> None:
+    # Its task was ended when the worker was given up on: nothing is left to wait for, and
+    # waiting (the whole shutdown timeout, at least the kill grace) only delays the exit.
+    gate = threading.Event()
+    service.registry.register(python_action("hang", lambda d: gate.wait(60) and {"late": True},
+                                     lambda d: None, "blocks until the test lets it go"))
+    service.max_attempts = 1
+    hung = service.submit("hang")
+    pool = WorkerPool(service, workers=1, prefetch=2, work_delay=0, task_timeout=0.3)
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: service.get(hung.id).status == "failed", timeout=10_000)
+        done = service.submit("uppercase", {"text": "after"})
+        qtbot.waitUntil(lambda: service.get(done.id).status == "completed", timeout=10_000)
+        started = time.monotonic()
+        assert pool.stop(timeout=10) is True
+        assert time.monotonic() - started < 5
+        assert pool.blocked == 1  # the exit must not wait for it either
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: pool.blocked == 0, timeout=10_000)
 
 
 def test_simulated_work_lasts_its_delay_from_the_tasks_start(
