@@ -43,7 +43,7 @@ from service.schedules import (
     parse_schedules,
 )
 from service.settings import Settings
-from service.task_service import TaskService
+from service.task_service import COMMAND_STOP_MARGIN, TaskService
 from service.token_file import load_or_create_token, token_path
 from service.version import VERSION
 from service.workers import WorkerPool
@@ -127,7 +127,10 @@ class Engine:
             self.api.stop()
         self.scheduler.stop()
         self.retention.stop()
-        finished = self.pool.stop(SHUTDOWN_TIMEOUT_SECONDS) if self.pool.started else True
+        # Long enough for a running command to be stopped (SIGTERM, SIGKILL after the
+        # grace) and its task given back, rather than left `running` for the next start.
+        timeout = max(SHUTDOWN_TIMEOUT_SECONDS, self.settings.kill_grace + COMMAND_STOP_MARGIN)
+        finished = self.pool.stop(timeout) if self.pool.started else True
         if finished:
             self.store.close()
         note = "" if finished else " (tasks still running will run again at next start)"
@@ -135,9 +138,10 @@ class Engine:
         if self.store.damage is not None:
             log.error("database %s was found damaged and left as it is; the next start "
                       "checks it first", self.store.location)
-        if not finished:
+        if not finished or self.pool.blocked:
             # A worker stuck in an action cannot be interrupted; its task is still `running`
-            # on disk and the next start re-queues it. Waiting for it would hang the exit.
+            # on disk and the next start re-queues it (or was ended when the worker was given
+            # up on). Waiting for it would hang the exit: Qt waits for its pool's threads.
             logging.shutdown()
             os._exit(self.exit_code)
 

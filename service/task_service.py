@@ -114,6 +114,13 @@ class TaskService:
         self._listeners_lock = threading.Lock()
         # The attempts running in this process, by task id: a cancel reaches them here.
         self._running: dict[str, TaskContext] = {}
+        # Attempts claimed here and not started yet (a batch's later tasks, one in its
+        # simulated work), by task id: a cancel meanwhile is kept in the context that
+        # start_attempt then gives the action.
+        self._claimed: dict[str, TaskContext] = {}
+        # While settle() claims, one set per settle in flight: the ids asked to stop
+        # meanwhile (committed after the claim, before the claimed tasks are known here).
+        self._claiming: list[set[str]] = []
         self._running_lock = threading.Lock()
         # Other instances sharing the database: their changes become events here too.
         self._unwatch = store.watch(self._changed_elsewhere)
@@ -153,8 +160,9 @@ class TaskService:
                 if changes is None:
                     self._emit_queue(EventKind.RESYNC)
                 self._emit_queue(EventKind.PAUSED if self.store.paused() else EventKind.RESUMED)
-                if changes is None:
-                    return
+            if changes is None:
+                self._stop_cancelled_here()
+                return
             ids = list(dict.fromkeys(changes.task_ids))
             if not ids:
                 return
@@ -169,6 +177,17 @@ class TaskService:
                 self._emit_queue(EventKind.RESYNC)
         except DatabaseError as exc:  # the listener tells us again (None) once it is back
             log.debug("cannot re-read what another instance changed: %s", exc)
+
+    def _stop_cancelled_here(self) -> None:
+        """Ask the attempts held here whose task was asked to stop to do so: another
+        instance may have asked while what it changed could not be named."""
+        with self._running_lock:
+            ids = list(dict.fromkeys([*self._running, *self._claimed]))
+        if not ids:
+            return
+        for task in self.store.page(TaskQuery(ids=ids), len(ids)):
+            if task.status == TaskStatus.RUNNING and task.cancel_requested:
+                self.stop_running(task.id)
 
     def nodes(self) -> list[NodeInfo]:
         """The instances sharing the database (just this one on SQLite)."""
@@ -441,10 +460,14 @@ class TaskService:
 
     def start_attempt(self, task: Task) -> TaskContext:
         """The context a claimed task's action runs with, known to cancel until it ends."""
-        ctx = TaskContext(task, self.progress, self.store.append_log)
         with self._running_lock:
+            ctx = self._claimed.pop(task.id, None)
+            if ctx is None or ctx.attempt != task.attempts:
+                ctx = TaskContext(task, self.progress, self.store.append_log)
+            elif ctx.cancelled.is_set():  # asked to stop before it started: its grace
+                ctx.cancelled_at = time.monotonic()  # to stop runs from now
             self._running[task.id] = ctx
-        if task.cancel_requested:  # asked to stop before it started
+        if task.cancel_requested:
             ctx.cancel()
         return ctx
 
@@ -461,8 +484,13 @@ class TaskService:
         """Ask the running attempt of *task_id* here (every one, when None) to stop;
         *stopping*: because Taskdesk stops, so the task goes back to the queue."""
         with self._running_lock:
-            contexts = list(self._running.values()) if task_id is None else [
-                ctx for ctx in [self._running.get(task_id)] if ctx is not None]
+            if task_id is None:
+                contexts = [*self._running.values(), *self._claimed.values()]
+            else:
+                found = (self._running.get(task_id), self._claimed.get(task_id))
+                contexts = [ctx for ctx in found if ctx is not None]
+                for asked in self._claiming:  # it may be among the tasks being claimed
+                    asked.add(task_id)
         for ctx in contexts:
             ctx.cancel(stopping=stopping)
 
@@ -524,7 +552,15 @@ class TaskService:
         Returns the finished tasks as stored (None for one whose attempt was no longer
         running, e.g. after a timeout ended it) and the claimed tasks, in the order to run.
         """
-        settled = self.store.settle([o.finish for o in outcomes], claim, self.now())
+        asked: set[str] = set()
+        with self._running_lock:
+            self._claiming.append(asked)
+        try:
+            settled = self.store.settle([o.finish for o in outcomes], claim, self.now())
+        except BaseException:
+            self._hold_claimed([], outcomes, asked)
+            raise
+        self._hold_claimed(settled.claimed, outcomes, asked)
         for outcome, task in zip(outcomes, settled.finished, strict=True):
             self._report(outcome, task)
         self._report_cascade(settled.cascaded)
@@ -533,6 +569,29 @@ class TaskService:
                      task.id, task.action, task.attempts, task.max_attempts)
             self._emit(EventKind.STARTED, task)
         return settled
+
+    def _hold_claimed(self, claimed: Sequence[Task], outcomes: Sequence[Outcome],
+                      asked: set[str]) -> None:
+        """Know *claimed* until they start (start_attempt) or are handed back (release);
+        those asked to stop already, by *asked* or in the store, are cancelled at once."""
+        cancelled = []
+        with self._running_lock:  # at once: no stop request falls between the two
+            self._claiming = [s for s in self._claiming if s is not asked]
+            for outcome in outcomes:  # stored without being started (tests do that)
+                self._forget_claimed(outcome.task)
+            for task in claimed:
+                ctx = TaskContext(task, self.progress, self.store.append_log)
+                self._claimed[task.id] = ctx
+                if task.cancel_requested or task.id in asked:
+                    cancelled.append(ctx)
+        for ctx in cancelled:
+            ctx.cancel()
+
+    def _forget_claimed(self, task: Task) -> None:
+        """(Under the lock.) *task*'s attempt will not start here."""
+        ctx = self._claimed.get(task.id)
+        if ctx is not None and ctx.attempt == task.attempts:
+            del self._claimed[task.id]
 
     def set_progress(self, reports: Sequence[Progress]) -> list[Task]:
         """Store how far running attempts have come (one commit) and tell subscribers."""
@@ -588,6 +647,8 @@ class TaskService:
         could not store the outcome (*error* set: due after a backoff). Neither is the task's
         fault, so neither uses up one of its attempts.
         """
+        with self._running_lock:
+            self._forget_claimed(task)
         run_after = self.now() + (self.backoff(max(1, task.attempts)) if error else 0.0)
         message = None if error is None else f"cannot store outcome: {_describe(error)}"
         released = self.store.release(task.id, task.attempts, run_after, message)

@@ -98,15 +98,19 @@ class PgServer:
         """How to restart the server, when the tests may (a pg_virtualenv cluster, or
         TASKDESK_TEST_PG_RESTART)."""
         if os.environ.get("PG_CLUSTER_CONF_ROOT") and os.environ.get("PGVERSION"):
+            # pg_ctl waits at most 60 s by default, which a busy machine's shutdown
+            # checkpoint plus start can pass.
             return ["pg_ctlcluster", os.environ["PGVERSION"], "regress", "restart",
-                    "--", "-m", "fast"]
+                    "--", "-m", "fast", "-t", "180"]
         command = os.environ.get("TASKDESK_TEST_PG_RESTART")
         return command.split() if command else None
 
     def restart(self) -> None:
         command = self.restart_command()
         assert command is not None
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+        assert done.returncode == 0, (
+            f"{' '.join(command)} exited with {done.returncode}: {done.stdout} {done.stderr}")
         self._admin.close()
 
     def close(self) -> None:

@@ -86,3 +86,24 @@ def test_beyond_loopback_the_api_takes_any_host_but_wants_the_token(
     engine.start_api()
     assert request(engine, "taskdesk.example", "s3cret") == 200
     assert request(engine, "taskdesk.example") == request(engine, "127.0.0.1", "wrong") == 401
+
+
+def test_a_stop_waits_for_running_commands_through_their_kill_grace(
+    engine_with: OpenEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopping asks a running command to stop: SIGTERM, SIGKILL after --kill-grace. Giving
+    # up on the workers before that ends the process with the task still `running`, so the
+    # next start counts its attempt as interrupted (failed, if it was the last) instead of
+    # queueing it again.
+    engine = engine_with("--kill-grace", "30")
+    engine.pool.start()
+    original = engine.pool.stop
+    waited: list[float] = []
+
+    def stop(timeout: float = 10.0) -> bool:
+        waited.append(timeout)
+        return original(timeout)
+
+    monkeypatch.setattr(engine.pool, "stop", stop)
+    engine.stop()
+    assert waited and waited[0] > 30

@@ -187,3 +187,23 @@ def test_the_window_shows_the_nodes_and_re_reads_after_a_resync(
         assert shown is not None and shown.cancel_requested
     finally:
         window.shutdown()
+
+
+def test_a_task_running_here_stops_when_cancelled_there_among_too_many_to_name(
+    nodes: Callable[..., TaskService], qtbot: QtBot
+) -> None:
+    # Another node cancels 300 tasks at once (the window's select-all and Delete): too many
+    # ids for one NOTIFY, so this node hears "re-read everything" (as it does after its
+    # listener lost the connection). The tasks it runs that were asked to stop must stop.
+    there, here = nodes(), nodes()
+    assert here.store.listener.connected.wait(10)  # type: ignore[attr-defined]
+    ids = there.submit_many("x", {}, 300)
+    running, claimed = here.settle([], 2).claimed  # the second not started yet
+    assert [running.id, claimed.id] == ids[:2]
+    ctx = here.start_attempt(running)
+    heard = Recorder(here)
+    assert len(there.cancel_many(ids)) == 300
+    qtbot.waitUntil(lambda: EventKind.RESYNC in heard.kinds(), timeout=WAIT_MS)
+    qtbot.waitUntil(ctx.cancelled.is_set, timeout=WAIT_MS)
+    assert not ctx.stopping
+    assert here.start_attempt(claimed).cancelled.is_set()

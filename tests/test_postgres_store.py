@@ -6,6 +6,7 @@ lock, and passwords kept out of every message."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from storage import (
     Changes,
+    DatabaseDamagedError,
     DatabaseError,
     Finish,
     NewTask,
@@ -23,7 +25,9 @@ from storage import (
     open_store,
 )
 from storage.postgres import PostgresTaskStore
+from storage.postgres.database import connection_kwargs
 from storage.postgres.migrations import LATEST_VERSION
+from storage.postgres.writer import Changes as Notes
 from tests.postgres_server import PgServer
 
 NOW = 1_800_000_000.0
@@ -272,3 +276,129 @@ def test_concurrent_claims_from_two_nodes_need_no_waiting(
         conn.execute("SELECT seq FROM tasks ORDER BY seq LIMIT 4 FOR UPDATE")
         taken = b.settle([], 10, NOW).claimed
         assert [t.seq for t in taken] == list(range(5, 11))
+
+
+
+def test_a_task_waiting_for_one_that_ends_while_it_is_added_or_retried_is_not_stranded(
+    open_node: Callable[..., PostgresTaskStore], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reads the tasks waited for and stores the waiting task in one serialised
+    # write. On PostgreSQL another node may end one of them before that write commits;
+    # its cascade must still reach the waiting task, else it waits for good (or is never
+    # cancelled).
+    runner, adder = open_node(), open_node()
+    deps = [runner.add(NewTask("x", "{}", 1), NOW).task for _ in range(3)]
+    assert len(runner.settle([], 3, NOW).claimed) == 3
+    ending: list[Finish] = []
+
+    def committed_after_another_node_ends_a_task(write: Callable[..., Any]) -> Any:
+        finish = ending.pop()
+        with psycopg.connect(pg_url, **connection_kwargs()) as conn, conn.transaction():
+            result = write(conn, Notes())
+            # The other node's commit comes first, unless it has to wait for this one.
+            thread = threading.Thread(
+                target=lambda: runner.settle([finish], 0, finish.when), daemon=True)
+            thread.start()
+            thread.join(1.0)
+        thread.join(10)
+        assert not thread.is_alive()
+        return result
+
+    monkeypatch.setattr(adder, "_write", committed_after_another_node_ends_a_task)
+    ending.append(Finish(deps[0].id, 1, TaskStatus.COMPLETED, "1", NOW + 1))
+    ready = adder.add(NewTask("x", "{}", 1, after=(deps[0].id,)), NOW + 1).task
+    ending.append(Finish(deps[1].id, 1, TaskStatus.FAILED, "boom", NOW + 2))
+    doomed = adder.add(NewTask("x", "{}", 1, after=(deps[1].id,)), NOW + 2).task
+    monkeypatch.undo()
+    retried = adder.add(NewTask("x", "{}", 1, after=(deps[2].id,)), NOW + 3).task
+    adder.cancel_many([retried.id], NOW + 3)
+    monkeypatch.setattr(adder, "_write", committed_after_another_node_ends_a_task)
+    ending.append(Finish(deps[2].id, 1, TaskStatus.COMPLETED, "1", NOW + 4))
+    assert [t.id for t in adder.retry_many([retried.id], NOW + 4)] == [retried.id]
+    monkeypatch.undo()
+    stored = {t.id: t for t in adder.page(TaskQuery(ids=[ready.id, doomed.id, retried.id]), 3)}
+    assert stored[doomed.id].status == TaskStatus.CANCELLED
+    assert "failed" in str(stored[doomed.id].error)
+    assert stored[ready.id].waiting == 0 and stored[retried.id].waiting == 0
+    claimed = adder.settle([], 5, NOW + 5).claimed
+    assert sorted(t.id for t in claimed) == sorted([ready.id, retried.id])
+
+
+def test_a_log_stays_in_order_when_two_threads_store_it_at_once(
+    open_node: Callable[..., PostgresTaskStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The flusher thread, a reader following the log (the window, every 0.5 s) and the
+    # action's thread once 64 KiB are held all store what is held; the one that took the
+    # earlier bytes may reach the database last.
+    store = open_node()
+    task = store.add(NewTask("x", "{}", 1), NOW).task
+    original = store.logs._write
+    first = threading.Event()
+
+    def slow_first(write: Any) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # descheduled between taking the bytes and storing them
+        original(write)
+
+    monkeypatch.setattr(store.logs, "_write", slow_first)
+    store.append_log(task.id, b"first\n")
+    early = threading.Thread(target=store.logs.flush)
+    early.start()
+    assert first.wait(5)
+    store.append_log(task.id, b"second\n")
+    store.logs.flush()
+    early.join()
+    assert store.read_log(task.id, 0, 100).data == b"first\nsecond\n"
+
+
+def test_damage_reported_by_the_server_is_remembered_and_nothing_more_is_written(
+    open_node: Callable[..., PostgresTaskStore], pg_url: str
+) -> None:
+    # As on SQLite (the contract): told once, on /health through `damage`, every later
+    # write refused.
+    store = open_node()
+    told: list[str] = []
+    store.on_damage = told.append
+    corrupted = ("DO $$ BEGIN RAISE EXCEPTION 'invalid page in block 7 of relation base/1/2' "
+                 "USING ERRCODE = 'data_corrupted'; END $$")
+    with pytest.raises(DatabaseDamagedError, match="is damaged: invalid page in block 7"):
+        store._read(corrupted)
+    assert store.damage is not None and pg_url.rsplit("/", 1)[1] in store.damage
+    with pytest.raises(DatabaseDamagedError):
+        store.add(NewTask("x", "{}", 3), NOW)
+    with pytest.raises(DatabaseDamagedError):
+        store._write(lambda conn, notes: conn.execute(corrupted))
+    assert store.count(TaskQuery()) == 0  # reads that do not meet the damage go on
+    assert told == [store.damage]
+
+
+def test_a_cancel_racing_a_running_task_back_to_the_queue_cancels_it(
+    open_node: Callable[..., PostgresTaskStore], pg_url: str, pg_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The running task goes back to the queue (handed back, or an attempt to retry) while
+    # another node cancels it: on SQLite the cancel then finds it queued and cancels it;
+    # it must not find it neither queued nor running (a 409 for a queued task).
+    runner, canceller = open_node(), open_node()
+    task = runner.add(NewTask("x", "{}", 3), NOW).task
+    [claimed] = runner.settle([], 1, NOW).claimed
+    result: list[Any] = []
+
+    def committed_while_a_cancel_waits(write: Callable[..., Any]) -> Any:
+        with psycopg.connect(pg_url, **connection_kwargs()) as conn, conn.transaction():
+            released = write(conn, Notes())
+            thread = threading.Thread(
+                target=lambda: result.append(canceller.cancel_many([task.id], NOW + 1)),
+                daemon=True)
+            thread.start()
+            wait_for(lambda: pg_server.query(
+                pg_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND wait_event_type = 'Lock'", (pg_url.rsplit("/", 1)[1],))[0][0])
+        thread.join(10)
+        return released
+
+    monkeypatch.setattr(runner, "_write", committed_while_a_cancel_waits)
+    assert runner.release(task.id, claimed.attempts, NOW, None) is not None
+    [cancelled] = result[0]
+    assert (cancelled.id, cancelled.status) == (task.id, TaskStatus.CANCELLED)

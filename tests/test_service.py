@@ -258,3 +258,32 @@ def test_an_attempt_that_timed_out_is_retried_while_attempts_remain(
     assert second is not None and second.id == task.id
     last = service.settle([service.timed_out(second, 30)], 0).finished[0]
     assert last is not None and (last.status, last.attempts) == ("failed", 2)
+
+
+def test_a_cancel_that_comes_before_a_claimed_attempt_starts_reaches_it(
+    service: TaskService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Claimed (running in the store) but not started yet: a later task of a worker's batch,
+    # or one in its simulated work. Its cancel must reach the attempt once it starts, so
+    # that a command is not run to its end after the user was told it is being stopped.
+    first, second = service.submit("x"), service.submit("x")
+    [claimed] = service.settle([], 1).claimed
+    assert claimed.id == first.id
+    assert service.cancel(first.id).cancel_requested
+    assert service.start_attempt(claimed).cancelled.is_set()
+    # Asked to stop after the claim committed, before settle() handed the task over.
+    original = service.store.settle
+
+    def cancelled_meanwhile(finishes: Any, claim: int, now: float) -> Any:
+        settled = original(finishes, claim, now)
+        for task in settled.claimed:
+            service.cancel(task.id)
+        return settled
+
+    monkeypatch.setattr(service.store, "settle", cancelled_meanwhile)
+    [late] = service.settle([], 1).claimed
+    assert late.id == second.id
+    ctx = service.start_attempt(late)
+    assert ctx.cancelled.is_set() and not ctx.stopping
+    stored = service.settle([service.run(late, ctx)], 0).finished[0]
+    assert stored is not None and stored.status == TaskStatus.CANCELLED

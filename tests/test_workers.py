@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pytestqt.qtbot import QtBot
 
+from service.actions import Action, RunContext
 from service.task_service import TaskService
 from service.workers import WorkerPool, batch_worker
 from service.workers.batch_worker import LINGER_SECONDS
@@ -206,6 +208,42 @@ def test_stop_lets_running_finish_and_leaves_the_rest_queued(
     assert completed + queued == 40 and queued > 0
 
 
+def test_a_stop_just_before_a_claimed_task_starts_still_asks_it_to_stop(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saw_cancel: list[bool] = []
+
+    def patient(data: dict[str, Any], ctx: RunContext) -> Any:
+        saw_cancel.append(ctx.cancelled.wait(5))
+        if saw_cancel[-1]:
+            raise RuntimeError("stopped as asked")
+        return {"ran": "to its end"}
+
+    service.registry.register(Action("patient", "stops when asked", {"type": "object"},
+                                     "python", patient, "test"))
+    task = service.submit("patient")
+    pool = WorkerPool(service, workers=1, prefetch=1, work_delay=0)
+    original = service.start_attempt
+
+    def stop_comes_first(claimed: Any) -> Any:
+        # pool.stop() between the worker's look at the stop flag and the attempt's start.
+        if not pool._stopping.is_set():
+            pool._stopping.set()
+            service.stop_running(stopping=True)
+        return original(claimed)
+
+    monkeypatch.setattr(service, "start_attempt", stop_comes_first)
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: bool(saw_cancel), timeout=10_000)
+    finally:
+        assert pool.stop(timeout=10)
+    assert saw_cancel == [True]
+    back = service.get(task.id)
+    assert (back.status, back.attempts) == (TaskStatus.QUEUED, 0)  # handed back to the queue
+
+
 def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
     qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
     pool_factory: Callable[..., WorkerPool]
@@ -230,6 +268,31 @@ def test_action_that_never_returns_is_timed_out_and_its_worker_replaced(
     qtbot.waitUntil(lambda: not any("stuck" in p for p in pool.problems()), timeout=10_000)
     after = service.get(hung.id)
     assert (after.status, after.result, after.attempts) == ("failed", None, 1)
+
+
+def test_a_stop_does_not_wait_for_a_worker_already_given_up_on(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any
+) -> None:
+    # Its task was ended when the worker was given up on: nothing is left to wait for, and
+    # waiting (the whole shutdown timeout, at least the kill grace) only delays the exit.
+    gate = threading.Event()
+    service.registry.register(python_action("hang", lambda d: gate.wait(60) and {"late": True},
+                                     lambda d: None, "blocks until the test lets it go"))
+    service.max_attempts = 1
+    hung = service.submit("hang")
+    pool = WorkerPool(service, workers=1, prefetch=2, work_delay=0, task_timeout=0.3)
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: service.get(hung.id).status == "failed", timeout=10_000)
+        done = service.submit("uppercase", {"text": "after"})
+        qtbot.waitUntil(lambda: service.get(done.id).status == "completed", timeout=10_000)
+        started = time.monotonic()
+        assert pool.stop(timeout=10) is True
+        assert time.monotonic() - started < 5
+        assert pool.blocked == 1  # the exit must not wait for it either
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: pool.blocked == 0, timeout=10_000)
 
 
 def test_simulated_work_lasts_its_delay_from_the_tasks_start(
@@ -345,3 +408,35 @@ def test_a_worker_lingers_for_new_work_before_storing_an_outcome_alone(
         pool.stop()
     stored = calls.index(("settle", 1))  # the commit that stored the task's outcome
     assert calls[stored - 1] == ("wait", LINGER_SECONDS), calls
+
+
+def test_the_watchdog_never_judges_a_task_by_the_time_of_the_one_before(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore,
+    pool_factory: Callable[..., WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An action with a short timeout of its own; the worker then idles for longer than
+    # that before its next task. A watchdog tick while the worker takes that task up must
+    # not see it with the start time and limit of the task before.
+    service.registry.register(Action("quick", "returns at once", {"type": "object"},
+                                     "python", lambda data, ctx: {"ok": True}, "test",
+                                     timeout=0.2))
+    first = service.submit("quick")
+    pool = pool_factory(workers=1)
+    qtbot.waitUntil(lambda: service.get(first.id).status == TaskStatus.COMPLETED,
+                    timeout=10_000)
+    qtbot.wait(500)  # idle for longer than the last task's limit
+    original = service.action_of
+    ticked: list[str] = []
+
+    def tick_meanwhile(task: Any) -> Any:
+        if task.action == "quick" and task.id != first.id and not ticked:
+            ticked.append(task.id)
+            pool.watchdog.end_stuck_tasks()  # the watchdog's tick lands here
+        return original(task)
+
+    monkeypatch.setattr(service, "action_of", tick_meanwhile)
+    second = service.submit("quick")
+    qtbot.waitUntil(lambda: service.get(second.id).status.is_finished, timeout=10_000)
+    assert ticked == [second.id]
+    done = service.get(second.id)
+    assert (done.status, done.attempts) == (TaskStatus.COMPLETED, 1)  # not timed out

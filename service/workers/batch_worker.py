@@ -107,7 +107,7 @@ class BatchWorker:
         self.bell.wait(rung, timeout)
 
     def _run_next(self, me: Held) -> bool:
-        task = me.running = me.claimed.popleft()
+        task = me.claimed[0]
         action = self.service.action_of(task)
         simulated = self.work_delay if action is not None and action.simulated_work else 0.0
         # A batch's first task started when its claim was written (its started_at): its
@@ -119,6 +119,8 @@ class BatchWorker:
         me.fresh = False
         me.limit = self.service.time_limit(task)
         me.since = self.monotonic() - elapsed  # the work counts towards the time limit
+        # Running only now: until then the watchdog would judge it by the last task's times.
+        me.running = me.claimed.popleft()
         delay = simulated - elapsed
         # Interruptible, so that stopping does not wait for simulated work.
         if self.stopping.is_set() or (delay > 0 and self.stopping.wait(delay)):

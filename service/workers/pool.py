@@ -98,6 +98,12 @@ class WorkerPool:
         return self.crew.busy
 
     @property
+    def blocked(self) -> int:
+        """Workers given up on (their task ended for them) still blocked in an action: no
+        task of theirs is left to wait for, but their threads keep the process alive."""
+        return self.crew.stuck
+
+    @property
     def started(self) -> bool:
         """Started and not yet told to stop."""
         return self._started and not self._stopping.is_set()
@@ -137,7 +143,8 @@ class WorkerPool:
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop claiming, let running tasks finish for up to *timeout* seconds; tasks claimed
         and not started go back to the queue. Returns False if some task was still running
-        when the time ran out (start-up recovery runs it again next time)."""
+        when the time ran out (start-up recovery runs it again next time). Workers given up
+        on are not waited for (``blocked`` counts them)."""
         self._unsubscribe()
         self._stopping.set()
         self.bell.close()
@@ -145,13 +152,26 @@ class WorkerPool:
         # SIGKILL after the grace); what they were running goes back to the queue.
         self.service.stop_running(stopping=True)
         self.watchdog.join()
-        finished = bool(self._pool.waitForDone(int(timeout * 1000)))
+        finished = self._wait_for_workers(timeout)
         if not finished:
             log.warning("%d task(s) still running after %.0fs; they will run again at next start",
                         self.busy, timeout)
         self.service.progress.stop()
         log.info("workers stopped")
         return finished
+
+    def _wait_for_workers(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for every worker but those given up on; False when
+        one still runs a task then."""
+        deadline = time.monotonic() + timeout
+        while not self._pool.waitForDone(100):
+            with self.crew.lock:
+                working = any(not me.abandoned for me in self.crew.held.values())
+            if not working:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     # -- replacing workers ------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ class TaskLogs:
         self._read = read
         self.cap = cap
         self._lock = threading.Lock()
+        # One flush at a time (the flusher, a reader, an append past CHUNK_BYTES): bytes
+        # taken first are stored first.
+        self._flushing = threading.Lock()
         self._held: dict[str, bytearray] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -58,19 +61,20 @@ class TaskLogs:
     def flush(self, task_ids: Sequence[str] | None = None) -> None:
         """Store what is held (for *task_ids*, or every task). If the database refuses, it is
         held again, in front of anything appended meanwhile."""
-        with self._lock:
-            keys = list(self._held) if task_ids is None else [
-                t for t in task_ids if t in self._held]
-            taken = {t: bytes(self._held.pop(t)) for t in keys}
-        if not taken:
-            return
-        try:
-            self._write(lambda conn, _changes: self._store(conn, taken))
-        except Exception:
+        with self._flushing:
             with self._lock:
-                for task_id, data in taken.items():
-                    self._held[task_id] = bytearray(data) + self._held.get(task_id, b"")
-            raise
+                keys = list(self._held) if task_ids is None else [
+                    t for t in task_ids if t in self._held]
+                taken = {t: bytes(self._held.pop(t)) for t in keys}
+            if not taken:
+                return
+            try:
+                self._write(lambda conn, _changes: self._store(conn, taken))
+            except Exception:
+                with self._lock:
+                    for task_id, data in taken.items():
+                        self._held[task_id] = bytearray(data) + self._held.get(task_id, b"")
+                raise
 
     def _store(self, conn: psycopg.Connection[Any], taken: dict[str, bytes]) -> None:
         for task_id, data in taken.items():

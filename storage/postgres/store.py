@@ -27,6 +27,7 @@ import psycopg
 
 from storage.contract import Settled
 from storage.errors import (
+    DatabaseDamagedError,
     DatabaseError,
     IdempotencyConflictError,
     StorageUnavailableError,
@@ -192,16 +193,32 @@ class PostgresTaskStore:
         except StorageUnavailableError as exc:
             self.problem = str(exc)
             raise
+        except DatabaseDamagedError as exc:
+            self._damaged(exc)
+            raise
         return result
 
     def _write(self, write: Callable[[Conn, Notes], T]) -> T:
+        if self.damage is not None:
+            raise DatabaseDamagedError(self.damage)
         try:
             result = self._writer.execute(write)
         except StorageUnavailableError as exc:
             self.problem = str(exc)
             raise
+        except DatabaseDamagedError as exc:
+            self._damaged(exc)
+            raise
         self.problem = None
         return result
+
+    def _damaged(self, exc: DatabaseDamagedError) -> None:
+        """Remember that the server reported damage: told once, no task written again."""
+        if self.damage is not None:
+            return
+        self.damage = str(exc)
+        if self.on_damage is not None:
+            self.on_damage(self.damage)
 
     def _write_notes(self, write: Callable[[Conn, Notes], None]) -> None:
         self._write(write)
@@ -249,6 +266,8 @@ class PostgresTaskStore:
         self._rescue()
 
     def _housekeeping_failed(self, exc: Exception) -> None:
+        if isinstance(exc, DatabaseDamagedError):
+            self._damaged(exc)
         message = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
         if not message.startswith("cannot use database"):
             message = f"cannot use database {self.location}: {message}"
@@ -319,9 +338,13 @@ class PostgresTaskStore:
 
     @staticmethod
     def _dependencies(conn: Conn, after: list[str]) -> tuple[int, tuple[str, str] | None]:
-        """(how many of *after* are not completed, the first failed or cancelled one)."""
-        found = dict(conn.execute("SELECT id, status FROM tasks WHERE id = ANY(%s::text[])",
-                                  (possible_ids(after),)).fetchall())
+        """(how many of *after* are not completed, the first failed or cancelled one).
+
+        Locked FOR SHARE until the write commits: another node ending one of them waits for
+        it, so that its cascade sees the task waiting (else it would wait for good), or this
+        read waits for that node's commit and sees the end."""
+        found = dict(conn.execute("SELECT id, status FROM tasks WHERE id = ANY(%s::text[]) "
+                                  "FOR SHARE", (possible_ids(after),)).fetchall())
         missing = [dep for dep in after if dep not in found]
         if missing:
             raise UnknownTasksError(missing)
@@ -494,14 +517,17 @@ class PostgresTaskStore:
         def write(conn: Conn, notes: Notes) -> list[Task]:
             if not ids:
                 return []
+            # One statement: a task another node moves from running back to queued (or
+            # claims) meanwhile is judged by what it is once that node commits, not missed
+            # by two statements that each saw it as the other status.
             changed = tasks_from_rows(conn.execute(
-                "UPDATE tasks SET status = 'cancelled', processed_at = %s "
-                f"WHERE id = ANY(%s::text[]) AND status = 'queued' RETURNING {TASK_COLUMNS}",
+                "UPDATE tasks SET "
+                "status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, "
+                "processed_at = CASE WHEN status = 'queued' THEN %s ELSE processed_at END, "
+                "cancel_requested = cancel_requested OR status = 'running' "
+                "WHERE id = ANY(%s::text[]) AND (status = 'queued' "
+                f"OR status = 'running' AND NOT cancel_requested) RETURNING {TASK_COLUMNS}",
                 (when, ids)).fetchall())
-            changed += tasks_from_rows(conn.execute(
-                "UPDATE tasks SET cancel_requested = true WHERE id = ANY(%s::text[]) "
-                f"AND status = 'running' AND NOT cancel_requested RETURNING {TASK_COLUMNS}",
-                (ids,)).fetchall())
             changed += self._cascade(
                 conn, [t for t in changed if t.status == TaskStatus.CANCELLED], when)
             notes.add([t.id for t in changed])
@@ -525,6 +551,9 @@ class PostgresTaskStore:
         params = (stored_time(now), possible_ids(task_ids))
 
         def write(conn: Conn, notes: Notes) -> list[Task]:
+            # The tasks they wait for, locked first for the reason _dependencies gives.
+            conn.execute("SELECT 1 FROM tasks x JOIN task_deps d ON x.id = d.dep_id "
+                         "WHERE d.task_id = ANY(%s::text[]) FOR SHARE OF x", (params[1],))
             retried = tasks_from_rows(conn.execute(self._RETRY, params).fetchall())
             notes.add([t.id for t in retried])
             return retried
