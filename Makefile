@@ -33,6 +33,7 @@ screenshot:
 	scripts/dev.sh setup test
 	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py docs/screenshot.png
 	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py --tray-menu docs/tray-menu.png
+	QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/cli_screenshot.py docs/cli.png
 
 bench:
 	scripts/dev.sh bench

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="about a minute: smaller sizes, shorter loads, 1 repetition")
     parser.add_argument("--cases", type=_cases, default=list(CASES),
-                        help="comma-separated case numbers (default: all, 1-11; "
+                        help="comma-separated case numbers (default: all, 1-12; "
                         "8-10 need PostgreSQL)")
     parser.add_argument("--reps", type=_positive,
                         help="repetitions of each measurement (default 3, quick 1)")

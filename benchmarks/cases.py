@@ -481,12 +481,19 @@ def case_11(plan: Plan) -> list[Row]:
     ]
 
 
+# The command line (benchmarks/cli_case.py): `taskdesk list` beside task-spooler's `tsp -l`.
+def case_12(plan: Plan) -> list[Row]:
+    from benchmarks import cli_case
+
+    return cli_case.case_12(plan, say)
+
+
 CASE_NAMES = {
     1: "1 in-process", 2: "2 tutorial", 3: "3 HTTP submit", 4: "4 HTTP pipeline",
     5: "5 reads", 6: "6 window", 7: "7 memory", 8: "8 nodes", 9: "9 vs procrastinate",
-    10: "10 POST on PostgreSQL", 11: "11 purge",
+    10: "10 POST on PostgreSQL", 11: "11 purge", 12: "12 command line",
 }
 CASES: dict[int, Callable[[Plan], list[Row]]] = {
     1: case_1, 2: case_2, 3: case_3, 4: case_4, 5: case_5, 6: case_6, 7: case_7,
-    8: case_8, 9: case_9, 10: case_10, 11: case_11,
+    8: case_8, 9: case_9, 10: case_10, 11: case_11, 12: case_12,
 }

@@ -3,7 +3,7 @@
     python -m benchmarks.window_probe first-paint --db FILE
     python -m benchmarks.window_probe under-load --db FILE --duration 10 --rate 1000
 
-Both wire Taskdesk exactly as ``main.py`` does for a window (``open_engine``, API on port 0,
+Both wire Taskdesk exactly as ``program.py`` does for a window (``open_engine``, API on port 0,
 workers, ``MainWindow``, ``show``), log at Taskdesk's default level (INFO, to this process's
 stderr), keep window settings in a temporary file, and print one JSON line.
 
@@ -48,7 +48,7 @@ def first_paint(db: Path, timeout: float) -> dict[str, Any]:
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import AppInfo, MainWindow
-    from main import open_engine
+    from program import open_engine
     from service.settings import parse_settings
     from service.version import VERSION
 
@@ -110,7 +110,7 @@ def under_load(db: Path, duration: float, rate: float, timeout: float) -> dict[s
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import AppInfo, MainWindow
-    from main import open_engine
+    from program import open_engine
     from service.settings import parse_settings
     from service.version import VERSION
 

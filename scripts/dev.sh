@@ -95,8 +95,9 @@ case "$cmd" in
     exec .venv/bin/python -m pytest "$@"
     ;;
   bench)
-    # wrk generates the HTTP load from a separate process; cases 8-10 need PostgreSQL.
-    ensure_debs "${QT_DEBS[@]}" wrk postgresql postgresql-common
+    # wrk generates the HTTP load from a separate process; cases 8-10 need PostgreSQL; case
+    # 12 times `taskdesk list` with hyperfine beside task-spooler's `tsp -l`.
+    ensure_debs "${QT_DEBS[@]}" wrk postgresql postgresql-common hyperfine task-spooler
     ensure_venv "test,bench"
     export QT_QPA_PLATFORM=offscreen
     # A throw-away cluster as for the tests, but with fsync on (pg_virtualenv turns it off):

@@ -30,7 +30,6 @@ import click
 
 from service.paths import default_actions_file, default_db_path, default_plugins_folder
 from service.version import VERSION
-from storage import describe_location, is_postgres_url
 
 if TYPE_CHECKING:
     # Generic in recent click (8.5), which mypy checks against; 8.1 to 8.3 cannot subscript it.
@@ -76,7 +75,19 @@ class Settings:
     @property
     def db_location(self) -> str:
         """The database as logs and messages show it (a URL without its password)."""
+        from storage import describe_location
+
         return describe_location(self.db)
+
+
+def is_postgres_url(value: object) -> bool:
+    """What storage calls a database URL. The storage package is loaded only for text that
+    could be one, since the command line reads these settings too and must start quickly."""
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    from storage import is_postgres_url as is_url
+
+    return is_url(value)
 
 
 def is_loopback(host: str) -> bool:
@@ -181,6 +192,8 @@ class DatabaseKind(Kind):
             except ValueError:
                 ok = False
             if not ok:
+                from storage import describe_location
+
                 self.refuse(describe_location(value), param, ctx)
             return value
         return super().convert(value, param, ctx)
@@ -428,7 +441,8 @@ def _explain(exc: click.ClickException, used: Mapping[str, _Layered]) -> str:
             where = "its default"
         option = exc.param.opts[0] if exc.param.opts else name
         return _invalid(option, where, exc.message)
-    return f"{exc.format_message()} (see {PROG} --help)"
+    ctx = getattr(exc, "ctx", None)  # a usage error's: the (sub)command whose help to see
+    return f"{exc.format_message()} (see {ctx.command_path if ctx else PROG} --help)"
 
 
 def run_cli(
@@ -458,6 +472,14 @@ def run_cli(
         raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
         _refuse(" ".join(_explain(exc, used).splitlines()))
+
+
+def environment_defaults(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The values the environment (os.environ by default) gives the settings, as click's
+    default_map: for click's shell completion, which parses the command line without
+    ``run_cli``. Unchecked here: click checks them as it converts them."""
+    layers = _layers(os.environ if environ is None else environ, None, None)
+    return {layer.name: layer.value for layer in layers}
 
 
 def parse_settings(

@@ -11,9 +11,7 @@ line and the user's own scripts find it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import secrets
 from pathlib import Path
 
 import platformdirs
@@ -27,6 +25,8 @@ def token_path(db: str | Path) -> Path:
     file per URL."""
     text = str(db)
     if "://" in text:
+        import hashlib  # here: `taskdesk list` reads the token of a file database, quickly
+
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         return platformdirs.user_config_path("taskdesk", appauthor=False) / f"token-{digest}"
     path = Path(text)
@@ -48,6 +48,8 @@ def load_or_create_token(path: Path) -> str:
     token = read_token(path)
     if token is not None:
         return token
+    import secrets  # only the program makes one; the command line only reads it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     temp = path.with_name(path.name + f".{os.getpid()}.tmp")

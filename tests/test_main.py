@@ -1,5 +1,6 @@
-"""main.py's wiring: every option reaches the part it is for, in process (test_settings.py
-checks how options are read, test_process.py how the program behaves as a whole)."""
+"""The wiring (program.py, run by main.py): every option reaches the part it is for, in process
+(test_settings.py checks how options are read, test_process.py how the program behaves as a
+whole)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from main import Engine, open_engine
+from program import Engine, open_engine
 from service.settings import parse_settings
 from storage.sqlite import SqliteTaskStore
 
