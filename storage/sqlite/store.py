@@ -21,7 +21,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -57,6 +56,7 @@ from storage.sqlite.instance_lock import InstanceLock
 from storage.sqlite.logs import TaskLogs
 from storage.sqlite.migrations import LATEST_VERSION, migrate
 from storage.sqlite.writer import WriteBatcher
+from storage.task_ids import new_task_id
 
 log = logging.getLogger("taskdesk.storage")
 
@@ -268,7 +268,7 @@ class SqliteTaskStore:
 
     def add(self, new: NewTask, now: float) -> Added:
         when = stored_time(now)
-        task_id = str(uuid.uuid4())
+        task_id = new_task_id()
         after = list(dict.fromkeys(new.after))  # each once, in the order given
 
         def write(conn: sqlite3.Connection) -> Added:
@@ -327,7 +327,7 @@ class SqliteTaskStore:
         when = stored_time(now)
         run_after = when if new.run_after is None else stored_time(new.run_after)
         after = list(dict.fromkeys(new.after))
-        ids = [str(uuid.uuid4()) for _ in range(copies)]
+        ids = [new_task_id() for _ in range(copies)]
 
         def write(conn: sqlite3.Connection) -> list[str]:
             waiting, blocker = self._dependencies(conn, after) if after else (0, None)
