@@ -255,8 +255,9 @@ def case_3(plan: Plan) -> list[Row]:
     for c in (16, 64):
         td, bare = f"{TASKDESK_FULL}/{c}", f"{BARE_NORMAL}/{c}"
         rows += [
-            Row(case, f"bare app (NORMAL), {c} conn, {secs}: req/s", "req/s",
-                stats(bare, "per_second"), note="info (the reference)"),
+            Row(case, f"bare app (NORMAL, {_server_threads()} threads like Taskdesk), {c} conn, "
+                f"{secs}: req/s", "req/s", stats(bare, "per_second"),
+                note="info (the reference)"),
             Row(case, f"bare app (NORMAL), {c} conn: p99", "ms", stats(bare, "p99_ms"),
                 note="info"),
             ratio_row(case, f"Taskdesk FULL ÷ bare app NORMAL, {c} conn, req/s",
