@@ -40,15 +40,15 @@ OTHER_LOAD_WARNING = 0.1
 QUIET_MAX_WAIT = 45.0
 
 
-def _cases(text: str) -> list[int]:
-    try:
-        numbers = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of case numbers") from None
-    unknown = [n for n in numbers if n not in CASES]
-    if unknown or not numbers:
-        raise argparse.ArgumentTypeError(f"cases are numbered 1 to {len(CASES)}")
-    return numbers
+def _cases(text: str) -> list[str]:
+    """Case names ("1", "1b", "13", …), in the suite's order."""
+    wanted = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = sorted(wanted - set(CASES))
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"unknown case(s) {', '.join(unknown) or text!r}; the cases are "
+            f"{', '.join(CASES)}")
+    return [name for name in CASES if name in wanted]
 
 
 def _positive(text: str) -> int:
@@ -65,8 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="about a minute: smaller sizes, shorter loads, 1 repetition")
     parser.add_argument("--cases", type=_cases, default=list(CASES),
-                        help="comma-separated case numbers (default: all, 1-12; "
-                        "8-10 need PostgreSQL)")
+                        help="comma-separated cases (default: all: " + ",".join(CASES)
+                        + "; 8-10 need PostgreSQL)")
     parser.add_argument("--reps", type=_positive,
                         help="repetitions of each measurement (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -94,7 +94,7 @@ def make_plan(args: argparse.Namespace, workdir: Path) -> Plan:
     )
 
 
-def run(plan: Plan, numbers: list[int], notes: list[str]) -> list[Row]:
+def run(plan: Plan, numbers: list[str], notes: list[str]) -> list[Row]:
     """Run the cases; add to *notes* how busy other processes kept the machine meanwhile."""
     rows: list[Row] = []
     cores = os.cpu_count() or 1
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.monotonic() - started) / 60
     command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     mode = (f"{'quick' if plan.quick else 'full'}: {plan.reps} repetition(s), cases "
-            f"{','.join(map(str, args.cases))}")
+            f"{','.join(args.cases)}")
     summary = [
         f"`{command}` ({mode}), started {started_at}, took {minutes:.1f} min.",
         "",

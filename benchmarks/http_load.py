@@ -74,7 +74,7 @@ function response(status, headers, body)
   if status == expected then
     ok = ok + 1
     if keep_ids then
-      local id = string.match(body, '"id":"([^"]+)"')
+      local id = string.match(body, '"id":%s*"([^"]+)"')
       if id then ids[#ids + 1] = id end
     end
   else
@@ -216,7 +216,7 @@ class _Tally:
     sent: int = 0
 
 
-_ID = re.compile(rb'"id":"([^"]+)"')
+_ID = re.compile(rb'"id":\s*"([^"]+)"')
 
 
 class _Client:

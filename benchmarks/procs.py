@@ -8,6 +8,7 @@ launcher the tests and the soak use too.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,8 +24,8 @@ from tests.launcher import (
     main_command,
 )
 
-__all__ = ["REPO_ROOT", "BenchmarkError", "Server", "child_env", "last_json_line",
-           "python_module", "run_json"]
+__all__ = ["REPO_ROOT", "BenchmarkError", "Server", "child_env", "cpu_seconds",
+           "last_json_line", "python_module", "run_json"]
 
 STOP_TIMEOUT = 15.0
 
@@ -101,3 +102,12 @@ class Server(ServedProcess):
         except LaunchError as exc:
             raise BenchmarkError(str(exc)) from None
         return self
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process *pid* (all its threads), from
+    ``/proc/PID/stat`` (utime and stime, fields 14 and 15)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")

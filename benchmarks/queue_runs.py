@@ -1,10 +1,12 @@
 """One in-process queue run, in a fresh process: ``python -m benchmarks.queue_runs IMPL N DELAY``.
 
-IMPL is ``taskdesk``, ``taskdesk-normal``, ``huey`` (SqliteHuey at its defaults) or
+IMPL is ``taskdesk``, ``taskdesk-normal``, ``taskdesk-batch`` (FULL, submitted with
+``TaskService.submit_many``, BATCH tasks per call), ``huey`` (SqliteHuey at its defaults) or
 ``huey-normal`` (SqliteHuey with ``synchronous=NORMAL``). N tasks are submitted from one thread
 to a queue with 2 thread workers; each task sleeps DELAY seconds and returns a small dict that
-is stored as its result. Prints one JSON line: {"impl", "n", "seconds", "per_second"}, timed
-from the first submission until the N-th result is stored.
+is stored as its result. Prints one JSON line: {"impl", "n", "seconds", "per_second",
+"submit_seconds"}, timed from the first submission until the N-th result is stored;
+``submit_seconds`` is how long the submitting loop took (the workers ran meanwhile).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from typing import Any
 
 from storage import TaskStatus
 
+BATCH = 100  # tasks per submit_many call (taskdesk-batch)
 
-def run_taskdesk(n: int, delay: float, synchronous: str, folder: Path) -> float:
+
+def run_taskdesk(n: int, delay: float, synchronous: str, folder: Path, batch: int = 0
+                 ) -> tuple[float, float]:
     from PySide6.QtCore import QCoreApplication
 
     from service.events import TaskEvent
@@ -51,17 +56,24 @@ def run_taskdesk(n: int, delay: float, synchronous: str, folder: Path) -> float:
     pool = WorkerPool(service, workers=2, prefetch=64, work_delay=delay)
     pool.start()
     start = time.perf_counter()
-    for i in range(n):
-        service.submit("noop", {"i": i})
+    if batch:
+        # Copies of one task per call (what submit_many stores); the last call may be smaller.
+        for first in range(0, n, batch):
+            service.submit_many("noop", {"i": first}, min(batch, n - first))
+    else:
+        for i in range(n):
+            service.submit("noop", {"i": i})
+    submitted = time.perf_counter() - start
     done.wait()
     elapsed = time.perf_counter() - start
     pool.stop()
     assert store.counts()[TaskStatus.COMPLETED] == n
     store.close()
-    return elapsed
+    return elapsed, submitted
 
 
-def run_huey(n: int, delay: float, synchronous: str | None, folder: Path) -> float:
+def run_huey(n: int, delay: float, synchronous: str | None, folder: Path
+             ) -> tuple[float, float]:
     from huey import SqliteHuey, signals
     from huey.storage import SqliteStorage
 
@@ -98,13 +110,14 @@ def run_huey(n: int, delay: float, synchronous: str | None, folder: Path) -> flo
     start = time.perf_counter()
     for i in range(n):
         noop(i)
+    submitted = time.perf_counter() - start
     done.wait()
     elapsed = time.perf_counter() - start
     consumer.stop(graceful=True)
     # The results are in huey's table: check that they were all stored.
     stored = sqlite3.connect(folder / "huey.db").execute("SELECT count(*) FROM kv").fetchone()[0]
     assert stored == n, stored
-    return elapsed
+    return elapsed, submitted
 
 
 def main() -> None:
@@ -113,10 +126,13 @@ def main() -> None:
         folder = Path(tmp)
         if impl.startswith("taskdesk"):
             sync = "normal" if impl.endswith("-normal") else "full"
-            seconds = run_taskdesk(n, delay, sync, folder)
+            batch = BATCH if impl == "taskdesk-batch" else 0
+            seconds, submit = run_taskdesk(n, delay, sync, folder, batch)
         else:
-            seconds = run_huey(n, delay, "normal" if impl.endswith("-normal") else None, folder)
-    print(json.dumps({"impl": impl, "n": n, "seconds": seconds, "per_second": n / seconds}))
+            seconds, submit = run_huey(n, delay, "normal" if impl.endswith("-normal") else None,
+                                       folder)
+    print(json.dumps({"impl": impl, "n": n, "seconds": seconds, "per_second": n / seconds,
+                      "submit_seconds": submit}))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ case "$cmd" in
     ;;
   bench)
     # wrk generates the HTTP load from a separate process; cases 8-10 need PostgreSQL; case
-    # 12 times `taskdesk list` with hyperfine beside task-spooler's `tsp -l`.
+    # 12 times `taskdesk list` with hyperfine beside task-spooler's `tsp -l`; case 13 runs
+    # commands beside task-spooler's queue.
     ensure_debs "${QT_DEBS[@]}" wrk postgresql postgresql-common hyperfine task-spooler
     ensure_venv "test,bench"
     export QT_QPA_PLATFORM=offscreen
