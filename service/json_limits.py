@@ -36,7 +36,7 @@ def unstorable(value: Any) -> str | None:
     return None
 
 
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")  # escaped, or encoded
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")  # escaped, or encoded
 
 
 def may_be_unstorable(json_text: str | bytes) -> bool:
@@ -44,4 +44,4 @@ def may_be_unstorable(json_text: str | bytes) -> bool:
     if isinstance(json_text, str):
         json_text = json_text.encode("utf-8", "surrogatepass")
     deep = json_text.count(b"[") + json_text.count(b"{") > MAX_JSON_DEPTH
-    return deep or _SURROGATE.search(json_text) is not None
+    return deep or _MAYBE_SURROGATE.search(json_text) is not None

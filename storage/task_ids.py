@@ -23,12 +23,13 @@ _VERSION_7 = 0x7 << 76
 _VARIANT = 0b10 << 62
 _RAND_A = 0xFFF << 64
 _RAND_B = (1 << 62) - 1
+_now_ns = time.time_ns  # the clock, replaceable in tests
 
 
 def new_task_id() -> str:
     """A new UUIDv7 in its canonical text form (36 characters, lower-case hex)."""
     bits = random.getrandbits(76)  # reseeded in a forked child
-    value = ((time.time_ns() // 1_000_000) << 80 | _VERSION_7 | (bits & _RAND_A)
+    value = ((_now_ns() // 1_000_000) << 80 | _VERSION_7 | (bits & _RAND_A)
              | _VARIANT | (bits & _RAND_B))
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
