@@ -35,9 +35,25 @@ def test_listings_and_the_claim_use_indexes(store: SqliteTaskStore) -> None:
     assert "TEMP B-TREE" not in plan(store, "SELECT id FROM tasks ORDER BY seq DESC LIMIT 100")
     claim = plan(store, store._CLAIM.replace("?", "1"))
     assert "USING INDEX tasks_ready" in claim and "TEMP B-TREE" not in claim
-    due = plan(store, "SELECT min(run_after) FROM tasks INDEXED BY tasks_ready_run_after "
-                      "WHERE status = 'queued' AND waiting = 0 AND run_after > 1")
-    assert "tasks_ready_run_after" in due
+    due = plan(store, store._NEXT_DUE.replace("?", "1"))
+    assert "USING INDEX tasks_delayed" in due and "TEMP B-TREE" not in due
+
+
+def test_only_tasks_not_due_when_stored_are_in_the_index_of_due_times(
+    store: SqliteTaskStore,
+) -> None:
+    # Every submission in an index of due times cost each POST an entry and a page.
+    def indexed() -> int:
+        [(n,)] = store._conn().execute(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_delayed WHERE status = 'queued' "
+            "AND waiting = 0 AND run_after > created_at").fetchall()
+        return int(n)
+
+    now = 1_000_000.0
+    store.add(NewTask("a", "{}", 3), now)
+    assert indexed() == 0 and store.next_due(now) is None
+    store.add(NewTask("a", "{}", 3, run_after=now + 60), now)
+    assert indexed() == 1 and store.next_due(now) == now + 60
 
 
 def listing_plan(store: SqliteTaskStore, query: TaskQuery, before_seq: int | None = None) -> str:

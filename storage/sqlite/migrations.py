@@ -193,12 +193,24 @@ def _step_5_listings_by_priority(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX tasks_by_priority ON tasks (priority)")
 
 
+def _step_6_index_only_delayed_tasks(conn: sqlite3.Connection) -> None:
+    # The next due time only matters for tasks that were not due when stored: delayed ones,
+    # retries after a backoff. Indexing every submission too (run_after = created_at) cost
+    # each POST an index entry and a page in its commit, about a tenth of its SQLite time.
+    conn.execute("DROP INDEX tasks_ready_run_after")
+    conn.execute(
+        "CREATE INDEX tasks_delayed ON tasks (run_after) "
+        "WHERE status = 'queued' AND waiting = 0 AND run_after > created_at"
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tutorial_table,
     _step_2_task_lifecycle,
     _step_3_indexes_and_counts,
     _step_4_order_dependencies_progress,
     _step_5_listings_by_priority,
+    _step_6_index_only_delayed_tasks,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

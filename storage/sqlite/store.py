@@ -679,12 +679,14 @@ class SqliteTaskStore:
             counts[TaskStatus(status)] = n
         return counts
 
+    # A task stored due (run_after = created_at) is not in the index, and is due already.
+    _NEXT_DUE = (
+        "SELECT min(run_after) FROM tasks INDEXED BY tasks_delayed "
+        "WHERE status = 'queued' AND waiting = 0 AND run_after > created_at AND run_after > ?"
+    )
+
     def next_due(self, now: float) -> float | None:
-        [(earliest,)] = self._read(
-            "SELECT min(run_after) FROM tasks INDEXED BY tasks_ready_run_after "
-            "WHERE status = 'queued' AND waiting = 0 AND run_after > ?",
-            (now,),
-        )
+        [(earliest,)] = self._read(self._NEXT_DUE, (now,))
         return None if earliest is None else float(earliest)
 
     def paused(self) -> bool:
