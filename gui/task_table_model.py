@@ -205,8 +205,8 @@ class TaskTableModel(QStandardItemModel):
         return _task_query(self._status, self._search, ids,
                            self._service.now() if self._scheduled else None)
 
-    def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
-        return self._service.page(self._filter(), limit, before_seq)
+    def _query(self, limit: int, after: Task | None = None) -> list[Task]:
+        return self._service.page(self._filter(), limit, after)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -344,7 +344,7 @@ class TaskTableModel(QStandardItemModel):
     def fetchMore(self, parent: Index) -> None:
         if parent.isValid() or not self._has_more:
             return
-        before = self._rows[-1].seq if self._rows else None
+        before = self._rows[-1] if self._rows else None
         self._now = self._service.now()
         # Qt calls this from its own event handling, where an exception would only be printed.
         page = self._database.call(
