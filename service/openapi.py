@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from service.actions import ActionRegistry, default_registry
+from service.export import FORMATS
 from service.limits import (
     DEFAULT_LIMIT,
     MAX_ACTION_LENGTH,
@@ -30,7 +31,6 @@ from service.scheduling import (
     MAX_TASK_ID_LENGTH,
     MIN_PRIORITY,
 )
-from service.export import FORMATS
 from storage import ORDERS, SORTS, STATUSES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
