@@ -336,8 +336,8 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                          "a file (Content-Disposition: attachment), streamed: csv (a header "
                          "row; times ISO 8601 UTC; data, result and after as JSON text) or "
                          "json ({\"tasks\": [...], \"count\": N}). limit and offset do "
-                         "not apply. A body that ends without the end of the chunked "
-                         "encoding was cut short by a failure."},
+                         "not apply (they are ignored). A body that ends without the end of "
+                         "the chunked encoding was cut short by a failure."},
                     ],
                     "responses": {
                         "200": {
@@ -351,7 +351,7 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                         },
                         "400": _error("Unknown status, sort, order or format (the message "
                                       "names the valid values), scheduled neither true nor "
-                                      "false, a bad limit or offset (or either with format), "
+                                      "false, a bad limit or offset, "
                                       "or a parameter given more than once"),
                         **_COMMON_ERRORS,
                     },

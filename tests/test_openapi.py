@@ -346,7 +346,6 @@ ERROR_CASES = [
     ErrorCase("/tasks", "get", "/tasks?sort=oldest", 400),
     ErrorCase("/tasks", "get", "/tasks?order=up", 400),
     ErrorCase("/tasks", "get", "/tasks?format=xml", 400),
-    ErrorCase("/tasks", "get", "/tasks?format=csv&limit=5", 400),
     ErrorCase("/tasks", "get", "/tasks?scheduled=1", 400),
     ErrorCase("/tasks/{task_id}", "delete", f"/tasks/{uuid.uuid4()}", 404),
     ErrorCase("/tasks/{task_id}", "delete", "/tasks/{id}", 409),
