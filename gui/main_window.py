@@ -71,6 +71,7 @@ from gui.queue_toolbar import QueueToolbar
 from gui.schedules_view import SchedulesDock
 from gui.status_bar import StatusBarPanel
 from gui.task_actions import TaskActions
+from gui.task_export import TaskExporter, ask_path
 from gui.task_table_model import TaskTableModel
 from gui.task_table_view import TaskTableView
 from gui.throughput_chart import ThroughputChart
@@ -78,7 +79,7 @@ from gui.tray import TrayController, TrayIconFactory, system_tray_icon
 from service.schedules import Scheduler
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import STATUSES, TaskStatus
+from storage import ORDERS, SORTS, STATUSES, TaskQuery, TaskSort, TaskStatus
 
 STATS_INTERVAL_MS = 1000
 DEFAULT_SIZE = (1280, 800)
@@ -142,6 +143,7 @@ class MainWindow(QMainWindow):
         self.status = StatusBarPanel(self.statusBar(), info.api_url, info.api_error,
                                      str(info.db_path), info.load_problems)
         self.feed = ChangeFeed(service, self)
+        self.exporter = TaskExporter(service, self)
         self._build_desktop_parts(tray_icon)
         # Several instances on one database: how many are alive, and a list of them.
         self.nodes: NodesPanel | None = None
@@ -225,7 +227,17 @@ class MainWindow(QMainWindow):
         self.preferences_action = QAction("&Preferences…", self)
         self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.preferences_action.triggered.connect(self.open_preferences)
+        self.export_action = QAction("&Export Shown Tasks…", self)
+        self.export_action.setShortcut(QKeySequence("Ctrl+E"))
+        self.export_action.setToolTip("Save every task of the current filter, in the table's "
+                                      "order, as CSV or JSON (Ctrl+E)")
+        self.export_action.triggered.connect(self.export_shown)
+        self.export_selected_action = QAction("Export &Selected Tasks…", self)
+        self.export_selected_action.triggered.connect(self.export_selected)
         file_menu = menu_bar.addMenu("&File")
+        file_menu.addAction(self.export_action)
+        file_menu.addAction(self.export_selected_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.preferences_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -256,9 +268,12 @@ class MainWindow(QMainWindow):
         # The table's right-click menu: the same actions, so shortcuts and states agree.
         separator = QAction(self)
         separator.setSeparator(True)
+        after_copy = QAction(self)
+        after_copy.setSeparator(True)
         self.table.addActions([actions.retry_action, actions.cancel_action,
                                actions.delete_action, separator,
-                               actions.copy_id_action, actions.copy_curl_action])
+                               actions.copy_id_action, actions.copy_curl_action, after_copy,
+                               self.export_selected_action])
 
         self.about_action = QAction("&About Taskdesk", self)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
@@ -292,6 +307,9 @@ class MainWindow(QMainWindow):
         selection = self.table.selectionModel()
         selection.selectionChanged.connect(self._on_selection)
         self.model.modelReset.connect(self._on_selection)
+        self.table.sort_requested.connect(self.sort_by)
+        self.exporter.finished.connect(self._exported)
+        self.exporter.failed.connect(self._export_failed)
 
     def _set_tab_order(self) -> None:
         chain: list[QWidget] = [
@@ -384,7 +402,58 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    # -- filtering ------------------------------------------------------------------------------
+    # -- export ---------------------------------------------------------------------------------
+
+    def export_shown(self) -> None:
+        """Save every task of the current filter, in the current order (not only the rows
+        loaded)."""
+        sort, descending = self.model.sort_order
+        status = self.model.status_filter
+        query = TaskQuery(status=status, search=self.model.search or None,
+                          scheduled_after=self.service.now() if self.model.scheduled else None,
+                          sort=sort, descending=descending)
+        self._export(query, "Export Shown Tasks", f"{status or 'tasks'}")
+
+    def export_selected(self) -> None:
+        ids = self.table.selected_ids()
+        if not ids:
+            self.status.show_message("Select the tasks to export first")
+            return
+        sort, descending = self.model.sort_order
+        self._export(TaskQuery(ids=ids, sort=sort, descending=descending),
+                     "Export Selected Tasks", "selected-tasks")
+
+    def _export(self, query: TaskQuery, title: str, name: str) -> None:
+        if self.exporter.running:
+            self.status.show_message("An export is still being written")
+            return
+        chosen = ask_path(self, title, name + ".csv")
+        if chosen is None:
+            return
+        path, fmt = chosen
+        self.status.show_message(f"Exporting to {path.name}…")
+        self.exporter.start(query, path, fmt)
+
+    def _exported(self, path: str, count: int) -> None:
+        self.status.show_message(f"Exported {count:,} task{'s' if count != 1 else ''} to "
+                                 f"{Path(path).name}")
+
+    def _export_failed(self, path: str, reason: str) -> None:
+        self.tell_user("Export failed", f"Could not export the tasks to {path}: {reason}")
+
+    # -- filtering and sorting --------------------------------------------------------------------
+
+    def sort_by(self, sort: TaskSort, descending: bool) -> None:
+        """Order the table by *sort*; when the first page cannot be read, the rows and the
+        header's indicator stay as they were."""
+        keep = self.table.selected_ids()
+
+        def load() -> None:
+            self.model.set_sort(sort, descending)
+            self.table.select_ids(keep)
+
+        self.database.run("sort the task list", load)
+        self.table.show_sort(*self.model.sort_order)
 
     def _apply_filter(self) -> None:
         # Until it succeeds the table keeps the rows it has, and the stats tick tries again.
@@ -463,6 +532,10 @@ class MainWindow(QMainWindow):
         header_state = s.value("table/header")
         if isinstance(header_state, QByteArray):
             self.table.horizontalHeader().restoreState(header_state)
+        sort, _, order = str(s.value("table/sort", "")).partition(" ")
+        if sort in SORTS and order in ORDERS:
+            self.model.set_sort(TaskSort(sort), order == "desc", reload=False)
+        self.table.show_sort(*self.model.sort_order)  # also over the header state's own
         status = s.value("filter/status", "")
         self.filter_bar.set_status(TaskStatus(str(status)) if status in STATUSES else None)
         self.filter_bar.set_scheduled(str(s.value("filter/scheduled", "false")) == "true")
@@ -477,6 +550,8 @@ class MainWindow(QMainWindow):
         for key, splitter in self._splitters().items():
             s.setValue(f"splitters/{key}", splitter.saveState())
         s.setValue("table/header", self.table.horizontalHeader().saveState())
+        sort, descending = self.model.sort_order
+        s.setValue("table/sort", f"{sort.value} {'desc' if descending else 'asc'}")
         s.setValue("filter/status", str(self.filter_bar.status or ""))
         s.setValue("filter/scheduled", "true" if self.filter_bar.scheduled else "false")
         s.sync()
@@ -523,5 +598,8 @@ class MainWindow(QMainWindow):
         self.tray.shutdown()
         self.stats_timer.stop()
         self.details.stop()
+        # An export being written reads the store, which closes after this: let it finish
+        # (a big one is given up, its .part file left for the user to delete).
+        self.exporter.wait(10)
         self.save_settings()
 

@@ -1,20 +1,23 @@
-"""TaskTableModel: the task table, newest first, read lazily from the store in pages.
+"""TaskTableModel: the task table, newest first or in the order the user clicked, read lazily
+from the store in pages.
 
 Threads: GUI thread only. The model never hears from workers directly; the window calls
 ``refresh()`` from its coalescing timer (see gui/change_feed.py) with the ids that changed.
 
-Loading: the first page (``page_size`` rows) is read when the filter is set; the view asks for
-more through ``canFetchMore``/``fetchMore`` as the user scrolls, each page found with the
-``before_seq`` cursor (``Task.seq``), so a page deep in a million tasks costs the same as the
-first and opening a big database reads only one page.
+Loading: the first page (``page_size`` rows) is read when the filter or the order is set; the
+view asks for more through ``canFetchMore``/``fetchMore`` as the user scrolls, each page read
+after the last row loaded (the store's keyset cursor), so a page deep in a million tasks costs
+the same as the first and opening a big database reads only one page. Rows are kept in the
+order (``sort_key``, the store's own definition of it), so "before" and "after" below mean in
+that order; a task whose sort value changes (it started, say) moves.
 
 Refreshing keeps it bounded and simple:
-- the *live window*, the newest ``min(rows loaded, live_window)`` matching tasks, is read again
+- the *live window*, the first ``min(rows loaded, live_window)`` matching tasks, is read again
   as a whole; this catches every new task (``submit_many`` announces a batch with one event)
   and every status change near the top, where the user looks;
-- loaded rows older than that window are patched from the changed ids: re-read by id, updated,
-  dropped when they no longer match the status filter, or inserted when an old task starts to
-  match it (e.g. a retried task while "Queued" is shown);
+- loaded rows after that window are patched from the changed ids: re-read by id, updated,
+  moved, dropped when they no longer match the filter or moved out of the loaded range, or
+  inserted when a task starts to match it (e.g. a retried task while "Queued" is shown);
 - rows beyond what the user scrolled to are dropped as new tasks push them down, so memory
   stays bounded by what was looked at, however long the window stays open;
 - the result is merged into the current rows as row insertions, removals and ``dataChanged``,
@@ -58,7 +61,7 @@ from gui.status_style import (
     status_label,
 )
 from service.task_service import TaskService
-from storage import Task, TaskQuery, TaskStatus
+from storage import Task, TaskQuery, TaskSort, TaskStatus, sort_key
 
 # Rows read at a time: a few screens. Under a flood of new tasks every tick re-makes up to a
 # page of rows, so a smaller page keeps the window responsive (100: about 15 ms a tick).
@@ -98,6 +101,21 @@ HEADERS: dict[Column, str] = {
     Column.OUTPUT: "Result / error",
 }
 
+# The columns a click on the header sorts by, and the direction of a first click: times and
+# counts newest, longest, most first; names from A.
+SORT_COLUMNS: dict[Column, TaskSort] = {
+    Column.ACTION: TaskSort.ACTION,
+    Column.STATUS: TaskSort.STATUS,
+    Column.PRIORITY: TaskSort.PRIORITY,
+    Column.CREATED: TaskSort.CREATED,
+    Column.STARTED: TaskSort.STARTED,
+    Column.FINISHED: TaskSort.FINISHED,
+    Column.DURATION: TaskSort.DURATION,
+    Column.ATTEMPTS: TaskSort.ATTEMPTS,
+}
+COLUMN_OF_SORT: dict[TaskSort, Column] = {sort: column for column, sort in SORT_COLUMNS.items()}
+_FIRST_ASCENDING = frozenset({TaskSort.ACTION, TaskSort.STATUS})
+
 # Roles beyond Qt's own: the whole Task, and its id (what selections are kept by).
 TASK_ROLE = Qt.ItemDataRole.UserRole + 1
 ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -116,9 +134,10 @@ def _alignment(column: Column) -> Qt.AlignmentFlag:
 
 
 def _task_query(status: TaskStatus | None, search: str, ids: list[str] | None = None,
-                scheduled_after: float | None = None) -> TaskQuery:
+                scheduled_after: float | None = None, sort: TaskSort = TaskSort.CREATED,
+                descending: bool = True) -> TaskQuery:
     return TaskQuery(status=status, search=search or None, ids=ids,
-                     scheduled_after=scheduled_after)
+                     scheduled_after=scheduled_after, sort=sort, descending=descending)
 
 
 class TaskTableModel(QStandardItemModel):
@@ -136,6 +155,11 @@ class TaskTableModel(QStandardItemModel):
             self.setHeaderData(column, Qt.Orientation.Horizontal, HEADERS[column])
             self.setHeaderData(column, Qt.Orientation.Horizontal, _alignment(column),
                                Qt.ItemDataRole.TextAlignmentRole)
+            if column in SORT_COLUMNS:
+                first = (Qt.SortOrder.AscendingOrder if SORT_COLUMNS[column] in _FIRST_ASCENDING
+                         else Qt.SortOrder.DescendingOrder)
+                self.setHeaderData(column, Qt.Orientation.Horizontal, first,
+                                   Qt.ItemDataRole.InitialSortOrderRole)
         self._service = service
         self._database = database if database is not None else DatabaseStatus(service, self)
         self._page_size = page_size
@@ -143,6 +167,8 @@ class TaskTableModel(QStandardItemModel):
         self._status: TaskStatus | None = None
         self._search = ""
         self._scheduled = False  # only queued tasks not due yet
+        self._sort = TaskSort.CREATED
+        self._descending = True
         self._now = service.now()  # the time the Due cells were written for
         self._rows: list[Task] = []
         self._row_of: dict[str, int] | None = None  # built on demand, dropped on change
@@ -169,6 +195,39 @@ class TaskTableModel(QStandardItemModel):
     def scheduled(self) -> bool:
         return self._scheduled
 
+    @property
+    def sort_order(self) -> tuple[TaskSort, bool]:
+        """What the rows are ordered by, and whether descending."""
+        return self._sort, self._descending
+
+    def set_sort(self, sort: TaskSort, descending: bool, *, reload: bool = True) -> None:
+        """Order the rows by *sort*; reloads the first page (unless not *reload*: before the
+        first filter is set). When the read raises, the rows and order stay as they were."""
+        previous = self._sort, self._descending
+        self._sort, self._descending = sort, descending
+        if not reload:
+            return
+        try:
+            self.reload()
+        except BaseException:
+            self._sort, self._descending = previous
+            raise
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Qt's way to ask for an order (a view with sorting enabled calls it): by the store,
+        for the columns it can order by; the others are not sortable."""
+        sort = SORT_COLUMNS.get(Column(column)) if 0 <= column < len(Column) else None
+        if sort is not None:
+            self.set_sort(sort, order == Qt.SortOrder.DescendingOrder)
+
+    def _key(self, task: Task) -> tuple[int | float | str, int]:
+        return sort_key(self._sort, task)
+
+    def _before(self, a: tuple[int | float | str, int], b: tuple[int | float | str, int]
+                ) -> bool:
+        """Whether a row at *a* comes before one at *b* in the current order."""
+        return a > b if self._descending else a < b
+
     def set_filter(self, status: TaskStatus | None, search: str = "",
                    scheduled: bool | None = None) -> None:
         """Show tasks in *status* (None: all) matching *search*, only those not due yet when
@@ -178,8 +237,8 @@ class TaskTableModel(QStandardItemModel):
         scheduled = self._scheduled if scheduled is None else scheduled
         now = self._service.now()
         # Read before the reset: a reset begun and never ended leaves views unusable.
-        rows = self._service.page(_task_query(status, search, None, now if scheduled else None),
-                                  self._page_size)
+        rows = self._service.page(_task_query(status, search, None, now if scheduled else None,
+                                              self._sort, self._descending), self._page_size)
         self.beginResetModel()
         # The rows are rebuilt silently: views learn of them from modelReset, all at once.
         blocked = self.blockSignals(True)
@@ -203,10 +262,11 @@ class TaskTableModel(QStandardItemModel):
 
     def _filter(self, ids: list[str] | None = None) -> TaskQuery:
         return _task_query(self._status, self._search, ids,
-                           self._service.now() if self._scheduled else None)
+                           self._service.now() if self._scheduled else None,
+                           self._sort, self._descending)
 
-    def _query(self, limit: int, before_seq: int | None = None) -> list[Task]:
-        return self._service.page(self._filter(), limit, before_seq)
+    def _query(self, limit: int, after: Task | None = None) -> list[Task]:
+        return self._service.page(self._filter(), limit, after)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -233,28 +293,39 @@ class TaskTableModel(QStandardItemModel):
             # Fewer matches than we asked for: this is every matching task there is.
             new_rows, has_more = head, False
         else:
-            boundary = head[-1].seq
-            if rows and boundary > rows[0].seq:
+            boundary = self._key(head[-1])
+            if rows and self._before(boundary, self._key(rows[0])):
                 # So many new tasks that the window no longer reaches the loaded rows; keeping
                 # them would leave a gap, so start over from the window (fetchMore goes on).
                 new_rows, has_more = head, True
             else:
-                low = rows[-1].seq if (rows and self._has_more) else 0
-                tail = self._patched_tail(
-                    [t for t in rows if t.seq < boundary], low, boundary, changed or {}
-                )
+                beyond = [t for t in rows if self._before(boundary, self._key(t))]
+                last = self._key(rows[-1]) if (rows and self._has_more) else None
+                in_head = {t.id for t in head}
+                tail = [t for t in self._patched_tail(beyond, last, boundary, changed or {})
+                        if t.id not in in_head]
                 new_rows = head + tail
-                has_more = self._has_more if any(t.seq < boundary for t in rows) else True
+                has_more = self._has_more if beyond else True
         if len(new_rows) > self._wanted:
             new_rows, has_more = new_rows[: self._wanted], True
         self._merge(new_rows)
         self._has_more = has_more
 
     def _patched_tail(
-        self, tail: list[Task], low: int, high: int, changed: Mapping[str, int]
+        self, tail: list[Task], last: tuple[int | float | str, int] | None,
+        boundary: tuple[int | float | str, int], changed: Mapping[str, int]
     ) -> list[Task]:
-        """Apply changes to loaded rows with low <= seq < high, which the window missed."""
-        ids = [task_id for task_id, seq in changed.items() if low <= seq < high]
+        """Apply changes to loaded rows after *boundary* (the live window's last row) up to
+        *last* (None: to the end), which the window missed."""
+        def in_range(key: tuple[int | float | str, int]) -> bool:
+            return self._before(boundary, key) and (last is None or not self._before(last, key))
+
+        if self._sort == TaskSort.CREATED:
+            # A task's place in this order never changes: only ids in the range can matter.
+            ids = [task_id for task_id, seq in changed.items() if in_range((seq, seq))]
+        else:
+            # A changed task may move into the range, or out of it, from anywhere.
+            ids = list(changed)
         if not ids:
             return tail
         by_id = {t.id: t for t in tail}
@@ -263,26 +334,30 @@ class TaskTableModel(QStandardItemModel):
         # Re-read through the store's own filter, so the rows kept are exactly the rows a
         # fresh query would show.
         for fresh in self._service.page(self._filter(ids), len(ids)):
-            if low <= fresh.seq < high:
+            if in_range(self._key(fresh)):
                 by_id[fresh.id] = fresh
-        return sorted(by_id.values(), key=lambda t: t.seq, reverse=True)
+        return sorted(by_id.values(), key=self._key, reverse=self._descending)
 
     def _merge(self, new_rows: Sequence[Task]) -> None:
-        """Turn the rows into *new_rows* (both newest first) with minimal row signals."""
+        """Turn the rows into *new_rows* (both in the current order) with minimal row
+        signals. A task that moved is removed where it was and inserted where it is."""
         rows = self._rows
+        key, before = self._key, self._before
         i = j = 0
         first_changed, last_changed = -1, -1
         while i < len(rows) or j < len(new_rows):
-            if i < len(rows) and (j == len(new_rows) or rows[i].seq > new_rows[j].seq):
+            if i < len(rows) and (j == len(new_rows) or before(key(rows[i]), key(new_rows[j]))):
                 end = i
-                while end < len(rows) and (j == len(new_rows) or rows[end].seq > new_rows[j].seq):
+                while end < len(rows) and (j == len(new_rows)
+                                           or before(key(rows[end]), key(new_rows[j]))):
                     end += 1
                 del rows[i:end]
                 self._row_of = None
                 self.removeRows(i, end - i)
-            elif i == len(rows) or new_rows[j].seq > rows[i].seq:
+            elif i == len(rows) or before(key(new_rows[j]), key(rows[i])):
                 end = j
-                while end < len(new_rows) and (i == len(rows) or new_rows[end].seq > rows[i].seq):
+                while end < len(new_rows) and (i == len(rows)
+                                               or before(key(new_rows[end]), key(rows[i]))):
                     end += 1
                 rows[i:i] = new_rows[j:end]
                 self._row_of = None
@@ -344,7 +419,7 @@ class TaskTableModel(QStandardItemModel):
     def fetchMore(self, parent: Index) -> None:
         if parent.isValid() or not self._has_more:
             return
-        before = self._rows[-1].seq if self._rows else None
+        before = self._rows[-1] if self._rows else None
         self._now = self._service.now()
         # Qt calls this from its own event handling, where an exception would only be printed.
         page = self._database.call(
@@ -354,6 +429,9 @@ class TaskTableModel(QStandardItemModel):
         if isinstance(page, Failed):
             return  # _has_more stays True: the page is asked for again
         self._has_more = len(page) == self._page_size
+        # A loaded row that changed since it was read may come again after its old place;
+        # it stays where it is until the next refresh moves it.
+        page = [task for task in page if self.row_of(task.id) is None]
         if not page:
             return
         self._rows.extend(page)

@@ -8,16 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QToolTip, QWidget
 
 from gui.status_style import CANCELLING_LABEL, StatusBadgeDelegate
-from gui.task_table_model import Column, TaskTableModel
-from storage import Task
+from gui.task_table_model import COLUMN_OF_SORT, SORT_COLUMNS, Column, TaskTableModel
+from storage import Task, TaskSort
 
 
 class TaskTableView(QTableView):
+    # The user clicked a header to order by (TaskSort, descending); the window applies it
+    # (reading the first page may fail) and the indicator follows with show_sort.
+    sort_requested = Signal(object, bool)
+
     def __init__(self, model: TaskTableModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._model = model
@@ -67,6 +78,31 @@ class TaskTableView(QTableView):
         }
         for column, width in widths.items():
             header.resizeSection(column, width)
+        # Clicking a header orders by that column through the store (not Qt's sorting of the
+        # rows loaded): a first click in the column's natural direction (the model's
+        # InitialSortOrderRole), the next ones flip it.
+        header.setSectionsClickable(True)
+        header.setSortIndicatorShown(True)
+        self.show_sort(*model.sort_order)
+        header.sortIndicatorChanged.connect(self._on_sort_indicator)
+
+    def show_sort(self, sort: TaskSort, descending: bool) -> None:
+        """Put the header's sort indicator on *sort*'s column."""
+        header = self.horizontalHeader()
+        blocked = header.blockSignals(True)
+        try:
+            header.setSortIndicator(COLUMN_OF_SORT[sort], Qt.SortOrder.DescendingOrder
+                                    if descending else Qt.SortOrder.AscendingOrder)
+        finally:
+            header.blockSignals(blocked)
+        header.viewport().update()
+
+    def _on_sort_indicator(self, section: int, order: Qt.SortOrder) -> None:
+        sort = SORT_COLUMNS.get(Column(section)) if 0 <= section < len(Column) else None
+        if sort is None:  # not a column the store orders by: the indicator goes back
+            self.show_sort(*self._model.sort_order)
+            return
+        self.sort_requested.emit(sort, order == Qt.SortOrder.DescendingOrder)
 
     # -- selection by task id -------------------------------------------------------------------
 

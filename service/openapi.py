@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from service.actions import ActionRegistry, default_registry
+from service.export import FORMATS
 from service.limits import (
     DEFAULT_LIMIT,
     MAX_ACTION_LENGTH,
@@ -30,7 +31,7 @@ from service.scheduling import (
     MAX_TASK_ID_LENGTH,
     MIN_PRIORITY,
 )
-from storage import SORTS, STATUSES
+from storage import ORDERS, SORTS, STATUSES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -314,16 +315,44 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                          "waiting to retry)."},
                         {"name": "sort", "in": "query", "required": False,
                          "allowEmptyValue": True,
-                         "schema": {"type": "string", "enum": list(SORTS),
-                                    "default": "newest"},
-                         "description": "newest first, or priority: highest first, then "
-                         "newest."},
+                         "schema": {"type": "string", "enum": [*SORTS, "newest"],
+                                    "default": "created"},
+                         "description": "What the tasks are ordered by: created (the order "
+                         "they were stored in), started, finished, duration, attempts, action "
+                         "(by code point), status (by name) or priority; ties by creation, in "
+                         "the same direction. A time not there yet (not started, not "
+                         "finished) comes first ascending and last descending. newest is "
+                         "created, for clients of earlier versions."},
+                        {"name": "order", "in": "query", "required": False,
+                         "allowEmptyValue": True,
+                         "schema": {"type": "string", "enum": list(ORDERS),
+                                    "default": "desc"},
+                         "description": "asc or desc (newest, latest, longest, most, highest "
+                         "first)."},
+                        {"name": "format", "in": "query", "required": False,
+                         "allowEmptyValue": True,
+                         "schema": {"type": "string", "enum": list(FORMATS)},
+                         "description": "Export every matching task, in the order asked, as "
+                         "a file (Content-Disposition: attachment), streamed: csv (a header "
+                         "row; times ISO 8601 UTC; data, result and after as JSON text) or "
+                         "json ({\"tasks\": [...], \"count\": N}). limit and offset do "
+                         "not apply (they are ignored). A body that ends without the end of "
+                         "the chunked encoding was cut short by a failure."},
                     ],
                     "responses": {
-                        "200": _json({"$ref": "#/components/schemas/TaskList"}, "A page"),
-                        "400": _error("Unknown status or sort, scheduled neither true nor "
-                                      "false, a bad limit or offset, or a parameter given "
-                                      "more than once"),
+                        "200": {
+                            "description": "A page; with format, the export",
+                            "content": {
+                                "application/json": {"schema": {"anyOf": [
+                                    {"$ref": "#/components/schemas/TaskList"},
+                                    {"$ref": "#/components/schemas/TaskExport"}]}},
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "400": _error("Unknown status, sort, order or format (the message "
+                                      "names the valid values), scheduled neither true nor "
+                                      "false, a bad limit or offset, "
+                                      "or a parameter given more than once"),
                         **_COMMON_ERRORS,
                     },
                 },
@@ -651,6 +680,16 @@ def openapi_document(version: str, registry: ActionRegistry | None = None) -> di
                                   "description": "Tasks in this page"},
                         "total": {"type": "integer", "minimum": 0,
                                   "description": "Tasks matching the filters"},
+                    },
+                },
+                "TaskExport": {
+                    "type": "object",
+                    "required": ["tasks", "count"],
+                    "properties": {
+                        "tasks": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/Task"}},
+                        "count": {"type": "integer", "minimum": 0,
+                                  "description": "Tasks exported"},
                     },
                 },
                 "Workers": {

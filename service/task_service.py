@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ from storage import (
     TaskStore,
     UnknownTasksError,
     describe_statuses,
+    parse_order,
     parse_sort,
     parse_status,
 )
@@ -305,28 +306,52 @@ class TaskService:
     def find(self, task_id: str) -> Task | None:
         return self.store.get(task_id)
 
-    def page(self, query: TaskQuery, limit: int = 200, before_seq: int | None = None
+    def page(self, query: TaskQuery, limit: int = 200, after: Task | None = None
              ) -> list[Task]:
-        """A page of tasks, newest first, older than *before_seq*; no total (which would cost
-        a full scan when searching), for views that load more as they scroll."""
-        return self.store.page(query, limit, before_seq)
+        """A page of tasks in the query's order, after the task *after* (the last of the
+        previous page); no total (which would cost a full scan when searching), for views
+        that load more as they scroll."""
+        return self.store.page(query, limit, after)
 
     def list_json(
         self, status: str | None = None, action: str | None = None, limit: int = 100,
         offset: int = 0, *, scheduled: bool = False, sort: str | None = None,
+        order: str | None = None,
     ) -> tuple[str, int, int]:
-        """A page of tasks for the API, newest first or by *sort* (a TaskSort name): the tasks
-        as the JSON text of an array's items, how many there are in it, and how many match in
-        all. *scheduled*: only queued tasks not due yet. An unknown *status* or *sort* is a
-        ValidationError naming the valid ones."""
-        try:
-            query = TaskQuery(status=parse_status(status), action=action,
-                              scheduled_after=self.now() if scheduled else None,
-                              sort=parse_sort(sort))
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        """A page of tasks for the API, newest first or by *sort* (a TaskSort name) in
+        *order* (asc or desc, the default): the tasks as the JSON text of an array's items,
+        how many there are in it, and how many match in all. *scheduled*: only queued tasks
+        not due yet. An unknown *status*, *sort* or *order* is a ValidationError naming the
+        valid ones."""
+        query = self.listing_query(status, action, scheduled=scheduled, sort=sort, order=order)
         texts, count = self.store.list_json(query, limit, offset)
         return texts, count, self.store.count(query)
+
+    def listing_query(
+        self, status: str | None = None, action: str | None = None, *,
+        scheduled: bool = False, sort: str | None = None, order: str | None = None,
+    ) -> TaskQuery:
+        """The TaskQuery of a listing's parameters as a user gives them (see list_json); a
+        ValidationError naming the valid values of a bad one."""
+        try:
+            return TaskQuery(status=parse_status(status), action=action,
+                             scheduled_after=self.now() if scheduled else None,
+                             sort=parse_sort(sort), descending=parse_order(order))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def iter_pages(self, query: TaskQuery, page_size: int = 500) -> Iterator[list[Task]]:
+        """Every task matching *query*, in its order, a page at a time (keyset paging: each
+        page costs what the first does, and only one page is held at a time). Tasks that
+        change while it runs show as they are when their page is read."""
+        after: Task | None = None
+        while True:
+            tasks = self.store.page(query, page_size, after)
+            if tasks:
+                yield tasks
+            if len(tasks) < page_size:
+                return
+            after = tasks[-1]
 
     def count_by_status(self, search: str | None = None) -> dict[TaskStatus, int]:
         return self.store.count_by_status(search)

@@ -25,6 +25,7 @@ from storage.models import (
     CANCELLABLE,
     FINISHED,
     MAX_LOG_BYTES,
+    ORDERS,
     RETRYABLE,
     SORTS,
     STATUSES,
@@ -41,8 +42,11 @@ from storage.models import (
     TaskSort,
     TaskStatus,
     describe_statuses,
+    parse_order,
     parse_sort,
     parse_status,
+    sort_key,
+    sort_value,
     stored_time,
 )
 
@@ -86,6 +90,7 @@ __all__ = [
     "CANCELLABLE",
     "FINISHED",
     "MAX_LOG_BYTES",
+    "ORDERS",
     "RETRYABLE",
     "SORTS",
     "STATUSES",
@@ -116,7 +121,10 @@ __all__ = [
     "describe_statuses",
     "is_postgres_url",
     "open_store",
+    "parse_order",
     "parse_sort",
     "parse_status",
+    "sort_key",
+    "sort_value",
     "stored_time",
 ]

@@ -175,11 +175,12 @@ class TaskStore(Protocol):
 
     def get(self, task_id: str) -> Task | None: ...
 
-    def page(self, query: TaskQuery, limit: int, before_seq: int | None = None) -> list[Task]:
-        """Tasks matching *query*, in ``query.sort`` order (newest first by default);
-        *before_seq* pages by cursor (only tasks after the one with that ``seq`` in that
-        order, which for an order other than newest must still exist), which stays fast
-        however deep the page."""
+    def page(self, query: TaskQuery, limit: int, after: Task | None = None) -> list[Task]:
+        """Tasks matching *query*, in its order (``query.sort``, ``query.descending``; newest
+        first by default; see TaskSort for ties and absent times). *after* pages by cursor:
+        only tasks after that one in the order, by its values as given (it may have changed
+        or been deleted since: the listing goes on from where it was). A page walks an index,
+        so one deep in a million tasks costs what the first does."""
 
     def list_json(self, query: TaskQuery, limit: int, offset: int) -> tuple[str, int]:
         """``page`` for the API, by offset: the tasks as the JSON text of an array's items

@@ -81,26 +81,81 @@ class Finish:
 
 
 class TaskSort(StrEnum):
-    """The order of a listing. Every order ends with the newest first, so it is total and a
-    page never repeats or skips a task. A backend serves each from an index, so a page deep in
+    """What a listing is ordered by. Every order ends with the insertion order (``seq``) in
+    the same direction, so it is total: ties never make a page repeat or skip a task. A time
+    a task does not have yet (not started, not finished: no duration) counts as -1, before
+    every real one, so such tasks come first ascending and last descending, on every backend.
+    Texts compare by code point. A backend serves each order from an index, so a page deep in
     a million tasks costs what the first does; a new order is one more member here and, in
-    each backend, its ORDER BY, its cursor and its index."""
+    each backend, its expression, its index and a case in ``sort_value``."""
 
-    NEWEST = "newest"  # newest first
-    PRIORITY = "priority"  # highest priority first, then newest first
+    CREATED = "created"  # the insertion order: creation, without ties of the clock
+    STARTED = "started"
+    FINISHED = "finished"
+    DURATION = "duration"
+    ATTEMPTS = "attempts"
+    ACTION = "action"
+    STATUS = "status"
+    PRIORITY = "priority"
 
 
 SORTS: tuple[TaskSort, ...] = tuple(TaskSort)
+# The API's name of the first order, before there were others: still understood.
+_SORT_ALIASES = {"newest": TaskSort.CREATED}
+ORDERS = ("asc", "desc")
+# What a time or a duration a task does not have counts as in an order.
+ABSENT = -1.0
 
 
 def parse_sort(text: str | None) -> TaskSort:
     """An order as given by a user: the default for none; ValueError naming the valid ones."""
     if text is None:
-        return TaskSort.NEWEST
+        return TaskSort.CREATED
     try:
-        return TaskSort(text)
+        return _SORT_ALIASES.get(text) or TaskSort(text)
     except ValueError:
         raise ValueError(f"unknown sort {text!r}; valid: {', '.join(SORTS)}") from None
+
+
+def parse_order(text: str | None) -> bool:
+    """``asc`` or ``desc`` as given by a user, as "descending" (the default for none);
+    ValueError naming the valid ones."""
+    if text is None:
+        return True
+    if text not in ORDERS:
+        raise ValueError(f"unknown order {text!r}; valid: {', '.join(ORDERS)}")
+    return text == "desc"
+
+
+def sort_value(sort: TaskSort, task: Task) -> int | float | str:
+    """What *sort* compares of *task* before its ``seq``, exactly as the stores' SQL computes
+    it (the same float subtraction for a duration), so that a cursor made from a task and an
+    order computed in Python agree with the database's."""
+    match sort:
+        case TaskSort.CREATED:
+            return task.seq
+        case TaskSort.STARTED:
+            return ABSENT if task.started_at is None else task.started_at
+        case TaskSort.FINISHED:
+            return ABSENT if task.processed_at is None else task.processed_at
+        case TaskSort.DURATION:
+            if task.started_at is None or task.processed_at is None:
+                return ABSENT
+            return task.processed_at - task.started_at
+        case TaskSort.ATTEMPTS:
+            return task.attempts
+        case TaskSort.ACTION:
+            return task.action
+        case TaskSort.STATUS:
+            return task.status.value
+        case TaskSort.PRIORITY:
+            return task.priority
+
+
+def sort_key(sort: TaskSort, task: Task) -> tuple[int | float | str, int]:
+    """Where *task* stands in *sort*, ascending (Python's ``sorted(…, reverse=True)`` gives
+    the descending order)."""
+    return sort_value(sort, task), task.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +163,7 @@ class TaskQuery:
     """Which tasks a listing shows: every filter given must match. *search* matches a
     prefix of the id or part of the action (ASCII letters in any case); *ids* restricts the
     listing to those tasks; *scheduled_after* keeps queued tasks due after that time. *sort*
-    says in what order (counts ignore it)."""
+    and *descending* say in what order (counts ignore them)."""
 
     status: TaskStatus | None = None
     action: str | None = None
@@ -116,7 +171,8 @@ class TaskQuery:
     ids: Sequence[str] | None = None
     # Only queued tasks not due until after this time (delayed, or waiting for a retry).
     scheduled_after: float | None = None
-    sort: TaskSort = TaskSort.NEWEST
+    sort: TaskSort = TaskSort.CREATED
+    descending: bool = True
 
 
 # A task's log keeps its last 10 MiB: enough for any output a person reads, bounded for a

@@ -951,3 +951,122 @@ def test_stats_and_health(
     assert math.isclose(throughput["completed_per_second"], 0.2)
     assert throughput["failed_per_second"] == 0
 
+
+
+# -- sorting and export ---------------------------------------------------------------------
+
+
+def test_sort_and_order_list_in_that_order(shared: Env) -> None:
+    tag = uuid.uuid4().hex[:8]
+    names = [f"{tag}-b", f"{tag}-a", f"{tag}-c", f"{tag}-a"]
+    ids = [submit(shared.client, name) for name in names]
+
+    def listed(query: str) -> list[str]:
+        resp = shared.client.get(f"/tasks?limit=1000&{query}")
+        assert resp.status == 200, resp.body
+        return [t["id"] for t in resp.json()["tasks"] if t["id"] in ids]
+
+    # Ties (the two "-a") by creation, in the same direction as the order.
+    by_name = [ids[1], ids[3], ids[0], ids[2]]
+    assert listed("sort=action&order=asc") == by_name
+    assert listed("sort=action&order=desc") == by_name[::-1]
+    assert listed("sort=action") == by_name[::-1]  # desc by default
+    assert listed("sort=created&order=asc") == ids
+    assert listed("sort=newest") == listed("") == ids[::-1]
+    page = shared.client.get(f"/tasks?action={names[1]}&sort=created&order=asc&limit=1").json()
+    assert [t["id"] for t in page["tasks"]] == [ids[1]] and page["total"] == 2
+
+
+@pytest.mark.parametrize(("query", "valid"), [
+    ("sort=size", "created, started, finished, duration, attempts, action, status, priority"),
+    ("order=up", "asc, desc"),
+    ("format=xml", "csv, json"),
+    ("format=csv&sort=size", "created, started"),
+])
+def test_a_bad_sort_order_or_format_is_a_400_naming_the_valid_ones(
+    shared: Env, query: str, valid: str
+) -> None:
+    error = expect_error(shared.client.get("/tasks?" + query), 400)
+    assert valid in error, error
+
+
+def test_limit_and_offset_do_not_apply_to_an_export(shared: Env) -> None:
+    action = f"export-all-{uuid.uuid4()}"
+    ids = shared.service.submit_many(action, {}, 5)
+    resp = shared.client.get(f"/tasks?format=json&action={action}&limit=2&offset=1")
+    assert [t["id"] for t in resp.json()["tasks"]] == ids[::-1]
+
+
+def test_a_csv_export_of_many_tasks_is_streamed_in_pages_and_parses_back_whole(
+    shared: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    from service.api import export_routes
+    from service.export import CSV_COLUMNS
+
+    action = f"export-{uuid.uuid4()}"
+    ids = shared.service.submit_many(action, {"text": 'a "quoted", multi\nline text'}, 2500)
+    pages: list[int] = []
+    page = shared.store.page
+
+    def counted(query: TaskQuery, limit: int, after: Any = None) -> Any:
+        found = page(query, limit, after)
+        pages.append(len(found))
+        return found
+
+    monkeypatch.setattr(shared.store, "page", counted)
+    monkeypatch.setattr(export_routes, "EXPORT_PAGE", 1000)
+    resp = shared.client.get(f"/tasks?format=csv&action={action}&sort=created&order=asc")
+    assert resp.status == 200
+    assert resp.headers["content-type"] == "text/csv; charset=utf-8"
+    assert "content-length" not in resp.headers  # streamed: its length is not known before
+    disposition = resp.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="tasks-') and disposition.endswith(
+        '.csv"'), disposition
+    # Read in pages of 1000 by cursor, never all at once.
+    assert pages == [1000, 1000, 500]
+    rows = list(csv.reader(io.StringIO(resp.body.decode("utf-8"), newline="")))
+    assert rows[0] == list(CSV_COLUMNS)
+    assert [r[0] for r in rows[1:]] == ids  # every task, oldest first as asked
+    first = dict(zip(CSV_COLUMNS, rows[1], strict=True))
+    stored = shared.service.get(ids[0])
+    assert json.loads(first["data"]) == {"text": 'a "quoted", multi\nline text'}
+    assert (first["action"], first["status"], first["attempts"]) == (action, "queued", "0")
+    assert first["started_at"] == first["processed_at"] == first["duration"] == ""
+    created = first["created_at"]
+    assert created.endswith("+00:00") and abs(
+        datetime_of(created) - stored.created_at) < 1e-5, created
+
+
+def datetime_of(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_a_json_export_is_one_document_with_the_filters_and_order(shared: Env) -> None:
+    action = f"export-json-{uuid.uuid4()}"
+    ids = shared.service.submit_many(action, {"i": 1}, 1203)
+    shared.service.cancel(ids[5])
+    resp = shared.client.get(f"/tasks?format=json&action={action}&status=queued")
+    assert resp.status == 200 and resp.headers["content-type"] == "application/json"
+    assert resp.headers["content-disposition"].endswith('.json"')
+    document = resp.json()
+    expected = [i for i in ids[::-1] if i != ids[5]]  # newest first by default
+    assert [t["id"] for t in document["tasks"]] == expected
+    assert document["count"] == len(expected) == 1202
+    assert document["tasks"][0] == shared.client.get(f"/tasks/{expected[0]}").json()
+
+
+def test_a_csv_export_keeps_spreadsheets_from_running_texts_as_formulas(shared: Env) -> None:
+    import csv
+    import io
+
+    action = f"=HYPERLINK(\"http://evil.example\")-{uuid.uuid4()}"
+    task_id = submit(shared.client, action)
+    resp = shared.client.get(f"/tasks?format=csv&action={urllib.parse.quote(action)}")
+    [header, row] = list(csv.reader(io.StringIO(resp.body.decode("utf-8"), newline="")))
+    values = dict(zip(header, row, strict=True))
+    assert values["id"] == task_id and values["action"] == "'" + action

@@ -30,7 +30,9 @@ routes and statuses reached).
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
+import io
 import json
 import math
 import os
@@ -49,6 +51,7 @@ from pytestqt.qtbot import QtBot
 
 from service.api import ApiConfig, create_app
 from service.api_server import ApiServer
+from service.export import CSV_COLUMNS
 from service.openapi import openapi_document
 from service.schedules import Schedule, Scheduler
 from service.task_service import TaskService
@@ -152,7 +155,12 @@ class Fuzzed:
             self.statuses[label] = self.statuses.get(label, 0) + 1
         assert status < 500, (label, response.content[:500])
         content_type = response.headers.get("content-type", [""])[0]
-        if case.method.upper() != "HEAD":
+        if label == "GET /tasks 200" and content_type.startswith("text/csv"):
+            # An export as CSV (format=csv): a header row, then whole rows.
+            rows = list(csv.reader(io.StringIO(response.content.decode("utf-8"), newline="")))
+            assert rows and rows[0] == list(CSV_COLUMNS), rows[:1]
+            assert all(len(row) == len(CSV_COLUMNS) for row in rows), label
+        elif case.method.upper() != "HEAD":
             assert content_type.split(";")[0] == "application/json", (label, content_type)
             body = json.loads(response.content)
             if case.operation.method.upper() == case.method.upper():  # a documented operation

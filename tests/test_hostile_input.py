@@ -44,7 +44,7 @@ from service.json_limits import MAX_JSON_DEPTH
 from service.limits import MAX_RESULT_BYTES
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import TaskQuery, TaskStatus, TaskStore
+from storage import SORTS, TaskQuery, TaskStatus, TaskStore
 from tests.action_helpers import python_action
 from tests.conftest import Client, open_backend_store, unchanged
 from tests.proc_helpers import REPO_ROOT
@@ -55,6 +55,8 @@ pytestmark = pytest.mark.backends
 TIMEOUT = 30.0  # seconds, every socket
 WAIT_MS = 15_000
 JSON_TYPE = "application/json"
+
+SORT_NAMES = ", ".join(SORTS)
 
 
 # -- servers ------------------------------------------------------------------------------------
@@ -1189,9 +1191,9 @@ def test_one_key_racing_with_two_bodies_stores_one_task_and_refuses_the_other(
     ("scheduled=1", "scheduled must be true or false"),
     ("scheduled=%00", "scheduled must be true or false"),
     ("scheduled=true&scheduled=false", "scheduled given more than once"),
-    ("sort=PRIORITY", "unknown sort 'PRIORITY'; valid: newest, priority"),
-    ("sort=priority%20", "unknown sort 'priority '; valid: newest, priority"),
-    ("sort=seq%20DESC", "unknown sort 'seq DESC'; valid: newest, priority"),
+    ("sort=PRIORITY", "unknown sort 'PRIORITY'; valid: " + SORT_NAMES),
+    ("sort=priority%20", "unknown sort 'priority '; valid: " + SORT_NAMES),
+    ("sort=seq%20DESC", "unknown sort 'seq DESC'; valid: " + SORT_NAMES),
     ("sort=%ff", "sort must be UTF-8 text"),
     ("sort=newest&sort=newest", "sort given more than once"),
 ])

@@ -163,10 +163,12 @@ def test_every_operation_documents_the_checks_made_before_routing(
             assert {"400", "413", "415"} <= set(responses), (method, path)
         assert any(code.startswith("2") for code in responses), (method, path)
         for code, response in responses.items():
-            # All bodies are JSON, errors included; but a log's (text) and the event stream's.
-            media = {("/tasks/{task_id}/log", "200"): {"text/plain"},
-                     ("/events", "200"): {"text/event-stream"}}.get((path, code),
-                                                                   {"application/json"})
+            # All bodies are JSON, errors included; but a log's (text), the event stream's
+            # and a listing's exported as CSV.
+            media = {("get", "/tasks/{task_id}/log", "200"): {"text/plain"},
+                     ("get", "/tasks", "200"): {"application/json", "text/csv"},
+                     ("get", "/events", "200"): {"text/event-stream"}}.get(
+                         (method, path, code), {"application/json"})
             assert set(response["content"]) == media, (method, path, code)
             if not code.startswith("2"):
                 assert response["content"]["application/json"]["schema"] == {
@@ -175,9 +177,14 @@ def test_every_operation_documents_the_checks_made_before_routing(
 
 def test_list_parameters_match_the_behaviour(document: dict[str, Any]) -> None:
     params = {p["name"]: p for p in document["paths"]["/tasks"]["get"]["parameters"]}
-    assert set(params) == {"status", "action", "limit", "offset", "scheduled", "sort"}
+    assert set(params) == {"status", "action", "limit", "offset", "scheduled", "sort", "order",
+                           "format"}
     assert params["status"]["schema"]["enum"] == list(STATUSES)
-    assert params["sort"]["schema"]["enum"] == ["newest", "priority"]
+    assert params["sort"]["schema"]["enum"] == [
+        "created", "started", "finished", "duration", "attempts", "action", "status",
+        "priority", "newest"]
+    assert params["order"]["schema"]["enum"] == ["asc", "desc"]
+    assert params["format"]["schema"]["enum"] == ["csv", "json"]
     assert params["scheduled"]["schema"]["enum"] == ["true", "false"]
     limit = params["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, MAX_LIMIT,
@@ -260,6 +267,9 @@ def test_success_responses_match_their_schemas(
     listing = check(document, "/tasks", "get",
                     client.get("/tasks?scheduled=true&sort=priority"))
     assert [t["id"] for t in listing["tasks"]] == [later]
+    exported = check(document, "/tasks", "get",
+                     client.get("/tasks?format=json&sort=started&order=asc"))
+    assert exported["count"] == len(exported["tasks"]) > 1
     deleted = check(document, "/tasks/{task_id}", "delete",
                     client.request("DELETE", f"/tasks/{done}"))
     assert deleted["id"] == done
@@ -334,6 +344,8 @@ ERROR_CASES = [
     ErrorCase("/tasks/{task_id}/cancel", "post", "/tasks/{id}/cancel", 413, b"{}",
               {"Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES + 1)}),
     ErrorCase("/tasks", "get", "/tasks?sort=oldest", 400),
+    ErrorCase("/tasks", "get", "/tasks?order=up", 400),
+    ErrorCase("/tasks", "get", "/tasks?format=xml", 400),
     ErrorCase("/tasks", "get", "/tasks?scheduled=1", 400),
     ErrorCase("/tasks/{task_id}", "delete", f"/tasks/{uuid.uuid4()}", 404),
     ErrorCase("/tasks/{task_id}", "delete", "/tasks/{id}", 409),

@@ -21,6 +21,7 @@ from storage import (
     NewTask,
     SchemaTooNewError,
     TaskQuery,
+    TaskSort,
     TaskStatus,
     open_store,
 )
@@ -402,3 +403,50 @@ def test_a_cancel_racing_a_running_task_back_to_the_queue_cancels_it(
     assert runner.release(task.id, claimed.attempts, NOW, None) is not None
     [cancelled] = result[0]
     assert (cancelled.id, cancelled.status) == (task.id, TaskStatus.CANCELLED)
+
+
+def test_every_order_walks_its_index_and_sorts_nothing(
+    open_node: Callable[..., PostgresTaskStore], pg_server: PgServer, pg_url: str
+) -> None:
+    """Each order, both ways, first page and after a cursor: PostgreSQL's plan scans the
+    order's index (the row comparison of the cursor as its condition) and has no Sort."""
+    store = open_node()
+    pg_server.query(pg_url, """
+        INSERT INTO tasks (id, action, action_json, data, status, max_attempts, created_at,
+                           run_after, priority, started_at, processed_at, attempts)
+        SELECT 't' || i, 'a' || i % 7, '"a' || i % 7 || '"', '{}',
+               CASE WHEN i % 4 = 0 THEN 'queued' ELSE 'completed' END, 3, 1.8e9 + i, 1.8e9,
+               i % 5, CASE WHEN i % 4 <> 0 THEN 1.8e9 + i + 1 END,
+               CASE WHEN i % 4 <> 0 THEN 1.8e9 + i + 1 + i % 13 END, i % 4
+        FROM generate_series(1, 20000) AS i""".replace("%", "%%"))
+    pg_server.query(pg_url, "ANALYZE tasks")
+    indexes = {
+        TaskSort.CREATED: "tasks_pkey", TaskSort.STARTED: "tasks_by_started",
+        TaskSort.FINISHED: "tasks_by_finished", TaskSort.DURATION: "tasks_by_duration",
+        TaskSort.ATTEMPTS: "tasks_by_attempts", TaskSort.ACTION: "tasks_by_action",
+        TaskSort.STATUS: "tasks_by_status", TaskSort.PRIORITY: "tasks_by_priority",
+    }
+    middle = store.page(TaskQuery(), 1, store.page(TaskQuery(), 10_000)[-1])[0]
+    for sort, index in indexes.items():
+        for descending in (True, False):
+            query = TaskQuery(sort=sort, descending=descending)
+            for cursor in (None, middle):
+                ran: list[tuple[str, Any]] = []
+                read = store._read
+
+                def recording(sql: str, params: Any = (), ran: Any = ran, read: Any = read
+                              ) -> list[Any]:
+                    ran.append((sql, params))
+                    return read(sql, params)  # type: ignore[no-any-return]
+
+                store._read = recording  # type: ignore[method-assign]
+                try:
+                    page = store.page(query, 100, cursor)
+                finally:
+                    del store._read
+                [(sql, params)] = ran
+                found = "\n".join(r[0] for r in store._read("EXPLAIN " + sql, params))
+                assert f"using {index}" in found and "Sort" not in found, (query, found)
+                if cursor is not None:
+                    assert "Index Cond" in found, (query, found)
+                assert len(page) == 100

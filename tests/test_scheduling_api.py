@@ -25,7 +25,7 @@ from service.schedules import Schedule, Scheduler
 from service.scheduling import MAX_AHEAD_SECONDS
 from service.task_service import TaskService
 from service.workers import WorkerPool
-from storage import TaskQuery
+from storage import SORTS, TaskQuery
 from storage.sqlite import SqliteTaskStore
 from tests.action_helpers import python_action
 from tests.conftest import Client, Response, claim_next, make_db, run_claimed, unchanged
@@ -34,6 +34,8 @@ from tests.test_schedules import Clock
 NOW = 1_800_000_000.0
 JSON = {"Content-Type": "application/json"}
 WAIT_MS = 15_000
+
+SORT_NAMES = ", ".join(SORTS)
 
 
 @dataclass
@@ -201,7 +203,7 @@ def test_sorting_by_priority_and_the_scheduled_filter(env: Env) -> None:
     env.clock.now = NOW + 30  # "low" is due now: no longer scheduled
     assert [t["id"] for t in env.client.get("/tasks?scheduled=true").json()["tasks"]] == [
         ids["later"]]
-    for query, message in [("sort=oldest", "unknown sort 'oldest'; valid: newest, priority"),
+    for query, message in [("sort=oldest", "unknown sort 'oldest'; valid: " + SORT_NAMES),
                            ("scheduled=yes", "scheduled must be true or false"),
                            ("scheduled=True", "scheduled must be true or false"),
                            ("sort=priority&sort=newest", "sort given more than once")]:

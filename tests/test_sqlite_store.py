@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from storage import (
     DatabaseInUseError,
     NewTask,
     Synchronous,
+    Task,
     TaskQuery,
     TaskSort,
     TaskStatus,
@@ -56,14 +59,25 @@ def test_only_tasks_not_due_when_stored_are_in_the_index_of_due_times(
     assert indexed() == 1 and store.next_due(now) == now + 60
 
 
-def listing_plan(store: SqliteTaskStore, query: TaskQuery, before_seq: int | None = None) -> str:
-    """The plan of the statement page() runs for *query* (the store's own SQL)."""
-    from storage.sqlite.store import _ORDER, _filters
+def listing_plans(store: SqliteTaskStore, query: TaskQuery, after: Task | None = None
+                  ) -> list[str]:
+    """The plans of the statements page() runs for *query* (the store's own SQL, recorded
+    as it runs; each finds nothing, so that every part of a page is asked for)."""
+    ran: list[tuple[str, Sequence[object]]] = []
+    read = store._read
 
-    where, params = _filters(query, before_seq)
-    sql = f"SELECT id FROM tasks{where} ORDER BY {_ORDER[query.sort]} LIMIT 100"
-    return " ".join(str(row) for row in store._conn().execute("EXPLAIN QUERY PLAN " + sql,
-                                                               params))
+    def recording(sql: str, params: Sequence[object] = ()) -> list[Any]:
+        ran.append((sql, params))
+        return [] if sql.startswith("SELECT seq, id") else read(sql, params)
+
+    store._read = recording  # type: ignore[method-assign]
+    try:
+        store.page(query, 100, after)
+    finally:
+        del store._read
+    return [" ".join(str(row[3]) for row in store._conn().execute("EXPLAIN QUERY PLAN " + sql,
+                                                                   params))
+            for sql, params in ran if sql.startswith("SELECT seq, id")]
 
 
 def test_listings_by_priority_walk_an_index_on_many_tasks(tmp_path: Path) -> None:
@@ -88,15 +102,73 @@ def test_listings_by_priority_walk_an_index_on_many_tasks(tmp_path: Path) -> Non
             (TaskQuery(sort=TaskSort.PRIORITY), "tasks_by_priority"),
             (TaskQuery(status=TaskStatus.QUEUED, sort=TaskSort.PRIORITY), "tasks_by_priority"),
         ):
-            for cursor in (None, 500_000):
-                found = listing_plan(store, query, cursor)
-                assert f"INDEX {index}" in found and "TEMP B-TREE" not in found, found
+            for cursor in (None, store.page(query, 1)[0]):
+                for found in listing_plans(store, query, cursor):
+                    assert f"INDEX {index}" in found and "TEMP B-TREE" not in found, found
             started = time.perf_counter()
             page = store.page(query, 100)
-            deep = store.page(query, 100, page[-1].seq)
+            deep = store.page(query, 100, page[-1])
             took = time.perf_counter() - started
             assert [t.priority for t in page][:1] == [100] and len(deep) == 100
             assert took < 0.1, took  # a sort of these rows alone takes longer
+    finally:
+        store.close()
+
+
+SORT_INDEXES = {
+    TaskSort.CREATED: "PRIMARY KEY",  # the rowid itself: "SCAN tasks" walks it
+    TaskSort.STARTED: "tasks_by_started",
+    TaskSort.FINISHED: "tasks_by_finished",
+    TaskSort.DURATION: "tasks_by_duration",
+    TaskSort.ATTEMPTS: "tasks_by_attempts",
+    TaskSort.ACTION: "tasks_by_action",
+    TaskSort.STATUS: "tasks_by_status",
+    TaskSort.PRIORITY: "tasks_by_priority",
+}
+
+
+def test_every_order_walks_its_index_and_a_cursor_seeks(tmp_path: Path) -> None:
+    """Each order, both ways, first page and deep (after a cursor), with no filter and with
+    a status most tasks have: the plan walks the order's index and sorts nothing. After a
+    cursor, the ties of its value are found by a seek on (value, rowid) and the rest by a
+    seek on the value, so a page deep in a million tasks reads only the page. A status few
+    tasks have is taken from tasks_by_status and sorted: at most √(page × tasks) rows."""
+    store = SqliteTaskStore(make_db(tmp_path / "big.db"))
+    conn = store._conn()
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO tasks (id, action, data, status, created_at, run_after, priority, "
+        "started_at, processed_at, attempts) VALUES (?, ?, '{}', ?, ?, ?, ?, ?, ?, ?)",
+        ((f"t{i}", f"a{i % 7}", "failed" if i % 1000 == 0 else "completed" if i % 4 else "queued",
+          NOW + i, NOW, i % 5, NOW + i + 1 if i % 4 else None,
+          NOW + i + 1 + i % 13 if i % 4 else None, i % 4) for i in range(20_000)))
+    conn.execute("COMMIT")
+    try:
+        middle = store.page(TaskQuery(), 1, store.page(TaskQuery(), 10_000)[-1])[0]
+        for sort, index in SORT_INDEXES.items():
+            for descending in (True, False):
+                for status in (None, TaskStatus.COMPLETED):
+                    query = TaskQuery(status=status, sort=sort, descending=descending)
+                    first = listing_plans(store, query)
+                    deep = listing_plans(store, query, middle)
+                    for found in first + deep:
+                        assert "TEMP B-TREE" not in found, (query, found)
+                        assert index in found or (index == "PRIMARY KEY" and found in (
+                            "SCAN tasks", "SEARCH tasks USING INDEX tasks_by_status (status=?)")
+                        ) or (status is not None and "tasks_by_status (status=?" in found
+                              and sort == TaskSort.CREATED), (query, found)
+                    if sort not in (TaskSort.CREATED, TaskSort.STATUS) or status is None:
+                        assert len(deep) == (1 if sort == TaskSort.CREATED else 2), deep
+                        op = "<" if descending else ">"
+                        assert sort == TaskSort.CREATED or any(
+                            f"=? AND {rowid}{op}?)" in deep[0] for rowid in ("seq", "rowid")
+                        ), (query, deep)
+                        assert sort == TaskSort.CREATED or f"{op}?)" in deep[1], (query, deep)
+                rare = TaskQuery(status=TaskStatus.FAILED, sort=sort, descending=descending)
+                for found in listing_plans(store, rare, middle):
+                    assert "tasks_by_status (status=?" in found, (rare, found)
+                everything = store.page(TaskQuery(sort=sort, descending=descending), 20_000)
+                assert len(everything) == 20_000
     finally:
         store.close()
 

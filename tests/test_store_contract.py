@@ -100,6 +100,42 @@ def ids(tasks: list[Task]) -> list[str]:
     return [t.id for t in tasks]
 
 
+def all_pages(store: TaskStore, query: TaskQuery, size: int) -> list[Task]:
+    """Every task of *query*, read by cursor *size* at a time."""
+    found: list[Task] = []
+    while page := store.page(query, size, found[-1] if found else None):
+        found += page
+        assert len(found) <= 1000, "paging does not end"
+    return found
+
+
+def expected_order(tasks: dict[str, Task], query: TaskQuery) -> list[str]:
+    """The ids of *tasks* in *query*'s order, as the contract says it, written here apart
+    from the stores' own code: a time not there yet before every time, texts by code
+    point, and the insertion order (seq) breaking ties, all in the same direction."""
+    def time_or_absent(value: float | None) -> tuple[int, float]:
+        return (0, 0.0) if value is None else (1, value)
+
+    def duration(t: Task) -> tuple[int, float]:
+        if t.started_at is None or t.processed_at is None:
+            return (0, 0.0)
+        return (1, t.processed_at - t.started_at)
+
+    keys: dict[TaskSort, Callable[[Task], Any]] = {
+        TaskSort.CREATED: lambda t: 0,
+        TaskSort.STARTED: lambda t: time_or_absent(t.started_at),
+        TaskSort.FINISHED: lambda t: time_or_absent(t.processed_at),
+        TaskSort.DURATION: duration,
+        TaskSort.ATTEMPTS: lambda t: t.attempts,
+        TaskSort.ACTION: lambda t: t.action,
+        TaskSort.STATUS: lambda t: str(t.status.value),
+        TaskSort.PRIORITY: lambda t: t.priority,
+    }
+    key = keys[query.sort]
+    ordered = sorted(tasks.values(), key=lambda t: (key(t), t.seq), reverse=query.descending)
+    return ids(ordered)
+
+
 class TestStoreContract:
     # -- adding ------------------------------------------------------------------------------
 
@@ -361,7 +397,7 @@ class TestStoreContract:
         newest = added[::-1]
         assert ids(store.page(TaskQuery(), 3)) == newest[:3]
         page = store.page(TaskQuery(), 4)
-        assert ids(store.page(TaskQuery(), 4, before_seq=page[-1].seq)) == newest[4:8]
+        assert ids(store.page(TaskQuery(), 4, after=page[-1])) == newest[4:8]
         assert ids(store.page(TaskQuery(action="sum"), 100)) == added[1::2][::-1]
         assert ids(store.page(TaskQuery(status=TaskStatus.CANCELLED), 100)) == [added[0]]
         assert ids(store.page(TaskQuery(search=added[3][:8]), 100)) == [added[3]]
@@ -517,7 +553,7 @@ class TestOrderAndDependencies:
         cursor = None
         while page := store.page(by_priority, 2, cursor):
             seen += ids(page)
-            cursor = page[-1].seq
+            cursor = page[-1]
         assert seen == expected
         # With filters; list_json in the same order by offset; counts ignore the order.
         queued = TaskQuery(status=QUEUED, sort=TaskSort.PRIORITY)
@@ -526,6 +562,76 @@ class TestOrderAndDependencies:
         text, count = store.list_json(by_priority, 4, 2)
         assert [t["id"] for t in json.loads(f"[{text}]")] == expected[2:6] and count == 4
         assert store.count(queued) == 7 and store.count(by_priority) == 9
+
+    def test_listings_by_every_column_both_ways_with_ties_and_absent_times(
+        self, store: TaskStore
+    ) -> None:
+        tasks = self.tasks_in_every_state(store)
+        for sort in TaskSort:
+            for descending in (False, True):
+                query = TaskQuery(sort=sort, descending=descending)
+                expected = expected_order(tasks, query)
+                assert ids(store.page(query, 100)) == expected, query
+                # Page by page, across ties and the absent times, the same order.
+                assert ids(all_pages(store, query, 2)) == expected, query
+                # The API's listing by offset in the same order.
+                text, count = store.list_json(query, 3, 4)
+                assert [t["id"] for t in json.loads(f"[{text}]")] == expected[4:7], query
+                assert count == 3
+                # With a filter, the order of what matches.
+                for status in (COMPLETED, QUEUED):
+                    filtered = TaskQuery(status=status, sort=sort, descending=descending)
+                    assert ids(all_pages(store, filtered, 2)) == [
+                        i for i in expected if tasks[i].status == status], filtered
+                by_action = TaskQuery(action="b", sort=sort, descending=descending)
+                assert ids(all_pages(store, by_action, 2)) == [
+                    i for i in expected if tasks[i].action == "b"], by_action
+
+    @staticmethod
+    def tasks_in_every_state(store: TaskStore) -> dict[str, Task]:
+        """Tasks queued (never started), running, completed with durations that tie and
+        differ, failed, and cancelled while queued (finished, never started), with equal
+        actions and attempts; by id, as stored now."""
+        actions = ["b", "a", "b", "c", "a", "b", "b", "a", "c", "b", "a", "b"]
+        added = [add(store, action, attempts=2, now=NOW + i) for i, action in enumerate(actions)]
+        # Claimed oldest first: the first five run, at times that tie for two of them.
+        for i, when in enumerate([NOW + 20, NOW + 20, NOW + 21, NOW + 22, NOW + 23]):
+            [claimed] = claim(store, 1, when)
+            assert claimed.id == added[i].id
+        durations = {0: 5.0, 1: 5.0, 2: 0.25}  # two equal durations, one short
+        for i, seconds in durations.items():
+            task = store.get(added[i].id)
+            assert task is not None and task.started_at is not None
+            finish(store, task, COMPLETED, "{}", task.started_at + seconds)
+        running = store.get(added[3].id)
+        assert running is not None
+        # Failed once, queued again, then claimed again and failed for good: two attempts.
+        finish(store, running, QUEUED, "boom", NOW + 24)
+        [again] = claim(store, 1, NOW + 30)
+        assert again.id == running.id and again.attempts == 2
+        finish(store, again, FAILED, "boom", NOW + 31)
+        store.cancel_many([added[6].id, added[7].id], NOW + 40)  # finished, never started
+        tasks = {t.id: t for t in store.page(TaskQuery(), 100)}
+        assert {t.status for t in tasks.values()} == set(STATUSES)
+        return tasks
+
+    def test_paging_goes_on_from_a_cursor_task_that_changed_or_was_deleted(
+        self, store: TaskStore
+    ) -> None:
+        added = [add(store, attempts=1, now=NOW + i) for i in range(6)]
+        for task in claim(store, 6, NOW + 10):
+            finish(store, task, FAILED, "boom", NOW + 20 + task.seq % 7)
+        query = TaskQuery(sort=TaskSort.FINISHED)
+        expected = ids(store.page(query, 10))
+        first = store.page(query, 3)
+        [deleted] = store.delete_many([first[-1].id])
+        assert ids(store.page(query, 10, after=deleted)) == expected[3:]
+        # A cursor task that has moved since (queued again: no finish time, so last when
+        # newest finished come first): the listing goes on from where it was.
+        [retried] = store.retry_many([first[0].id], NOW + 50)
+        assert ids(store.page(query, 10, after=first[0])) == [
+            i for i in expected[1:] if i != deleted.id] + [retried.id]
+        assert len(added) == 6
 
     def test_unknown_tasks_to_wait_for_are_refused_and_nothing_is_stored(
         self, store: TaskStore

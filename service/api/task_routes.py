@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import bottle
 
+from service.api.export_routes import export_tasks
 from service.api.http_io import (
     bool_param,
     decode_json,
@@ -59,16 +60,20 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
 
     @app.get("/tasks")
     def list_tasks() -> NoReturn:
+        fmt = query_text("format")
+        if fmt is not None:
+            export_tasks(service, fmt)
         status = query_text("status")
         action = query_text("action")
         limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = int_param("offset", 0, 0, MAX_OFFSET)
         scheduled = bool_param("scheduled")
         sort = query_text("sort")
+        order = query_text("order")
         try:
             listed, count, total = service.list_json(status, action, limit, offset,
-                                                     scheduled=scheduled, sort=sort)
-        except ValidationError as exc:  # an unknown status or sort
+                                                     scheduled=scheduled, sort=sort, order=order)
+        except ValidationError as exc:  # an unknown status, sort or order
             json_error(400, str(exc))
         json_text_response(200, f'{{"tasks":[{listed}],"count":{count},"total":{total}}}')
 

@@ -164,11 +164,30 @@ def _step_4_priority_listing(conn: Conn) -> None:
     conn.execute("CREATE INDEX tasks_by_priority ON tasks (priority DESC, seq DESC)")
 
 
+def _step_5_listings_by_any_column(conn: Conn) -> None:
+    # Listings by start, finish, duration, attempts and action, each walking an index in
+    # the listing's order with seq as the tie-breaker (created, status and priority have
+    # theirs). A time not there yet is -1, so that the whole order is one index; the
+    # expressions are written exactly as storage/postgres/sql.py's SORT_SQL, which must stay
+    # so for the indexes to be used. Expression indexes rather than stored generated
+    # columns: adding a stored column rewrites the whole table under the migration's lock.
+    conn.execute("CREATE INDEX tasks_by_started ON tasks (coalesce(started_at, -1), seq)")
+    conn.execute("CREATE INDEX tasks_by_finished ON tasks (coalesce(processed_at, -1), seq)")
+    conn.execute("CREATE INDEX tasks_by_duration ON tasks "
+                 "(coalesce(processed_at - started_at, -1), seq)")
+    conn.execute("CREATE INDEX tasks_by_attempts ON tasks (attempts, seq)")
+    # By action in code point order, as SQLite and Python compare (the database's collation
+    # may differ); the action filter uses it too, so it replaces the index on action_json.
+    conn.execute("DROP INDEX tasks_by_action")
+    conn.execute('CREATE INDEX tasks_by_action ON tasks (action COLLATE "C", seq)')
+
+
 MIGRATIONS: tuple[Callable[[Conn], None], ...] = (
     _step_1_tasks,
     _step_2_counts,
     _step_3_nodes_and_logs,
     _step_4_priority_listing,
+    _step_5_listings_by_any_column,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from storage.models import Task, TaskQuery, TaskSort, TaskStatus
+from storage.models import Task, TaskQuery, TaskSort, TaskStatus, sort_value
 
 
 def task_columns(alias: str = "") -> str:
@@ -80,7 +80,7 @@ _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _ASCII_LOWER = str.maketrans(_UPPER, _LOWER)
 
 
-def filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, list[object]]:
+def filters(query: TaskQuery, after: Task | None = None) -> tuple[str, list[object]]:
     """``WHERE …`` for *query* (or ""), and its parameters."""
     clauses: list[str] = []
     params: list[object] = []
@@ -88,8 +88,10 @@ def filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, list[
         clauses.append("status = %s")
         params.append(TaskStatus(query.status).value)
     if query.action is not None:
-        clauses.append("action_json = %s")
-        params.append(quoted(query.action))
+        # tasks_by_action holds the searchable copy in code point order (which also serves
+        # the order by action); the JSON literal tells apart names that differ by a NUL.
+        clauses.append('action COLLATE "C" = %s AND action_json = %s')
+        params.extend([searchable(query.action), quoted(query.action)])
     if query.search:
         # As SQLite's LIKE: case-insensitive for ASCII letters only (ILIKE would fold É
         # too), and _ and % literal.
@@ -103,19 +105,44 @@ def filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, list[
     if query.scheduled_after is not None:
         clauses.append("status = 'queued' AND run_after > %s")
         params.append(query.scheduled_after)
-    if before_seq is not None:
-        clauses.append(AFTER_CURSOR[query.sort])
-        params.append(before_seq)
+    if after is not None:
+        # The cursor's values as given, not re-read: paging goes on from where the last page
+        # ended even when that task changed or was deleted since. PostgreSQL seeks an index
+        # by a whole row comparison.
+        op = "<" if query.descending else ">"
+        expression = SORT_SQL[query.sort]
+        if expression == "seq":
+            clauses.append(f"seq {op} %s")
+            params.append(after.seq)
+        else:
+            value = sort_value(query.sort, after)
+            if query.sort == TaskSort.ACTION:
+                value = searchable(after.action)
+            clauses.append(f"({expression}, seq) {op} (%s, %s)")
+            params.extend([value, after.seq])
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-# Each order, and how a page goes on after the task with a given seq (see TaskSort): served
-# by the primary key (newest) or tasks_by_priority (migration 4), walked, never sorted.
-ORDER: dict[TaskSort, str] = {
-    TaskSort.NEWEST: "seq DESC",
-    TaskSort.PRIORITY: "priority DESC, seq DESC",
+# What each order compares before seq, written exactly as the index that serves it (an
+# index on an expression serves only that expression): the primary key, tasks_by_status,
+# tasks_by_priority, and those of migration 5. Each ends in seq, so walking it gives the
+# tie-breaker's order too, and nothing is sorted. -1 stands for a time not there yet
+# (TaskSort); action compares in code point order ("C"), as SQLite and Python do.
+SORT_SQL: dict[TaskSort, str] = {
+    TaskSort.CREATED: "seq",
+    TaskSort.STARTED: "coalesce(started_at, -1)",
+    TaskSort.FINISHED: "coalesce(processed_at, -1)",
+    TaskSort.DURATION: "coalesce(processed_at - started_at, -1)",
+    TaskSort.ATTEMPTS: "attempts",
+    TaskSort.ACTION: 'action COLLATE "C"',
+    TaskSort.STATUS: "status",
+    TaskSort.PRIORITY: "priority",
 }
-AFTER_CURSOR: dict[TaskSort, str] = {
-    TaskSort.NEWEST: "seq < %s",
-    TaskSort.PRIORITY: "(priority, seq) < (SELECT priority, seq FROM tasks WHERE seq = %s)",
-}
+
+
+def order_by(query: TaskQuery, expression: str | None = None) -> str:
+    """ORDER BY's list for *query*; *expression*: a name for the sort value instead."""
+    direction = " DESC" if query.descending else ""
+    if SORT_SQL[query.sort] == "seq":
+        return f"seq{direction}"
+    return f"{expression or SORT_SQL[query.sort]}{direction}, seq{direction}"

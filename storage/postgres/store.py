@@ -56,10 +56,11 @@ from storage.postgres.logs import TaskLogs, delete_logs
 from storage.postgres.migrations import migrate
 from storage.postgres.nodes import NodeRegistry
 from storage.postgres.sql import (
-    ORDER,
+    SORT_SQL,
     TASK_COLUMNS,
     TASK_JSON_SQL,
     filters,
+    order_by,
     possible_ids,
     quoted,
     searchable,
@@ -679,19 +680,20 @@ class PostgresTaskStore:
         rows = self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s", (task_id,))
         return task_from_row(rows[0]) if rows else None
 
-    def page(self, query: TaskQuery, limit: int, before_seq: int | None = None) -> list[Task]:
-        where, params = filters(query, before_seq)
+    def page(self, query: TaskQuery, limit: int, after: Task | None = None) -> list[Task]:
+        where, params = filters(query, after)
         return tasks_from_rows(self._read(
-            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY {ORDER[query.sort]} LIMIT %s",
+            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY {order_by(query)} LIMIT %s",
             (*params, limit)))
 
     def list_json(self, query: TaskQuery, limit: int, offset: int) -> tuple[str, int]:
         # One row: PostgreSQL writes the page's JSON, in order.
         where, params = filters(query)
         [(text, count)] = self._read(
-            f"SELECT string_agg(task, ',' ORDER BY {ORDER[query.sort]}), count(*) FROM ("
-            f"SELECT seq, priority, {TASK_JSON_SQL} AS task FROM tasks{where} "
-            f"ORDER BY {ORDER[query.sort]} LIMIT %s OFFSET %s) AS page", (*params, limit, offset))
+            f"SELECT string_agg(task, ',' ORDER BY {order_by(query, 'sort_value')}), count(*) "
+            f"FROM (SELECT seq, {SORT_SQL[query.sort]} AS sort_value, {TASK_JSON_SQL} AS task "
+            f"FROM tasks{where} ORDER BY {order_by(query)} LIMIT %s OFFSET %s) AS page",
+            (*params, limit, offset))
         return text or "", int(count)
 
     def count(self, query: TaskQuery) -> int:

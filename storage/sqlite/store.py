@@ -49,6 +49,7 @@ from storage.models import (
     TaskSort,
     TaskStatus,
     json_list,
+    sort_value,
     stored_time,
 )
 from storage.sqlite.connection import Synchronous, check_integrity, damage_in, open_connection
@@ -632,34 +633,79 @@ class SqliteTaskStore:
     def get(self, task_id: str) -> Task | None:
         return self._one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
 
-    def page(self, query: TaskQuery, limit: int, before_seq: int | None = None) -> list[Task]:
-        where, params = _filters(query, before_seq)
-        rows = self._read(
-            f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY {_ORDER[query.sort]} LIMIT ?",
-            (*params, limit),
-        )
-        return [Task.from_row(r) for r in rows]
+    def page(self, query: TaskQuery, limit: int, after: Task | None = None) -> list[Task]:
+        walk = self._walks(query, limit)
+        clauses, params = _filters(query, True, walk)
+        order = order_by(query)
+        expression = SORT_SQL[query.sort]
+        op = "<" if query.descending else ">"
+        if after is None:
+            parts = [(clauses, params, order)]
+        elif expression == "seq":
+            parts = [([*clauses, f"seq {op} ?"], [*params, after.seq], order)]
+        else:
+            # The cursor's values as given, not re-read: paging goes on from where the last
+            # page ended even when that task changed or was deleted since. In two parts,
+            # because SQLite seeks an index by the first value of a row value only: a page
+            # deep among a million equal values would read all of those before the cursor.
+            # Ties of the cursor's value first (equality, then a range of the rowid: a
+            # seek; ordered by seq alone, or SQLite sorts what the index gives in order),
+            # then the values beyond it (a range: a seek).
+            value = sort_value(query.sort, after)
+            direction = " DESC" if query.descending else ""
+            if query.status is not None and not walk:
+                # A status few tasks have: its index, not the order's (see _walks).
+                expression = "+" + expression
+            parts = [([*clauses, f"{expression} = ?", f"seq {op} ?"], [*params, value, after.seq],
+                      f"seq{direction}"),
+                     ([*clauses, f"{expression} {op} ?"], [*params, value], order)]
+        tasks: list[Task] = []
+        for part_clauses, part_params, part_order in parts:
+            rows = self._read(
+                f"SELECT {TASK_COLUMNS} FROM tasks{_where(part_clauses)} ORDER BY {part_order} "
+                f"LIMIT ?", (*part_params, limit - len(tasks)))
+            tasks += [Task.from_row(r) for r in rows]
+            if len(tasks) >= limit:
+                break
+        return tasks
 
     def list_json(self, query: TaskQuery, limit: int, offset: int) -> tuple[str, int]:
         # One row, not one per task: Python's sqlite3 releases the interpreter lock around
         # each row it steps to, so a listing of 100 rows took 200 turns at the lock, and with
         # a dozen API threads listing at once each turn was a wait (16 threads listed 2.4
         # times slower than one). The subquery's order is the order of the concatenation.
-        where, params = _filters(query)
+        clauses, params = _filters(query, True, self._walks(query, limit + offset))
         [(text, count)] = self._read(
             f"SELECT group_concat(task, ','), count(*) FROM (SELECT {TASK_JSON_SQL} AS task "
-            f"FROM tasks{where} ORDER BY {_ORDER[query.sort]} LIMIT ? OFFSET ?)",
+            f"FROM tasks{_where(clauses)} ORDER BY {order_by(query)} LIMIT ? OFFSET ?)",
             (*params, limit, offset),
         )
         return text or "", int(count)
+
+    def _walks(self, query: TaskQuery, rows: int) -> bool:
+        """Whether a listing of *rows* rows should walk the index of its order, filtering as
+        it goes, rather than take the tasks of its status from tasks_by_status and sort them.
+        Walking reads about rows × all / matching entries, sorting reads every match: with
+        the exact counts at hand (O(1)), walk when matching² >= rows × all, so neither reads
+        more than √(rows × all) rows (10,000 for a page of 100 in a million tasks). An
+        index per (status, order) would read only the page, but every claim and outcome
+        would rewrite one more index entry (see docs/design.md). Orders by creation or
+        status are served by tasks_by_status itself."""
+        if query.sort in (TaskSort.CREATED, TaskSort.STATUS):
+            return False
+        status = TaskStatus.QUEUED if query.scheduled_after is not None else query.status
+        if status is None:
+            return False
+        counts = self.counts()
+        return counts[status] ** 2 >= rows * sum(counts.values())
 
     def count(self, query: TaskQuery) -> int:
         if (query.action is None and not query.search and query.ids is None
                 and query.scheduled_after is None):
             counts = self.counts()
             return counts[query.status] if query.status is not None else sum(counts.values())
-        where, params = _filters(query)
-        return int(self._read(f"SELECT count(*) FROM tasks{where}", params)[0][0])
+        clauses, params = _filters(query)
+        return int(self._read(f"SELECT count(*) FROM tasks{_where(clauses)}", params)[0][0])
 
     def counts(self) -> dict[TaskStatus, int]:
         # Kept by triggers in the same transaction as each change (migration 3).
@@ -671,10 +717,10 @@ class SqliteTaskStore:
     def count_by_status(self, search: str | None = None) -> dict[TaskStatus, int]:
         if not search:
             return self.counts()
-        where, params = _filters(TaskQuery(search=search))
+        clauses, params = _filters(TaskQuery(search=search))
         counts = dict.fromkeys(STATUSES, 0)
         for status, n in self._read(
-            f"SELECT status, count(*) FROM tasks{where} GROUP BY status", params
+            f"SELECT status, count(*) FROM tasks{_where(clauses)} GROUP BY status", params
         ):
             counts[TaskStatus(status)] = n
         return counts
@@ -701,14 +747,21 @@ class SqliteTaskStore:
         return self.logs.read(task_id, offset, limit)
 
 
-def _filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, tuple[object, ...]]:
+def _filters(query: TaskQuery, listing: bool = False, walk: bool = False
+             ) -> tuple[list[str], list[object]]:
+    """The WHERE clauses of *query* and their parameters. For a *listing*, the action filter
+    is kept from the planner (a unary + hides a column from it) unless its index gives the
+    order: SQLite would otherwise take every task of the action and sort them. *walk* does
+    the same to the status filter (see SqliteTaskStore._walks)."""
     clauses: list[str] = []
     params: list[object] = []
+    plus = "+" if walk else ""
     if query.status is not None:
-        clauses.append("status = ?")
+        clauses.append(f"{plus}status = ?")
         params.append(TaskStatus(query.status).value)
     if query.action is not None:
-        clauses.append("action = ?")
+        hidden = listing and query.sort not in (TaskSort.CREATED, TaskSort.ACTION)
+        clauses.append(f"{'+' if hidden else ''}action = ?")
         params.append(query.action)
     if query.search:
         # LIKE is case-insensitive for ASCII letters only; _ and % are escaped to be literal.
@@ -719,25 +772,39 @@ def _filters(query: TaskQuery, before_seq: int | None = None) -> tuple[str, tupl
         clauses.append("id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(list(query.ids)))
     if query.scheduled_after is not None:
-        clauses.append("status = 'queued' AND run_after > ?")
+        clauses.append(f"{plus}status = 'queued' AND run_after > ?")
         params.append(query.scheduled_after)
-    if before_seq is not None:
-        clauses.append(_AFTER_CURSOR[query.sort])
-        params.append(before_seq)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+    return clauses, params
 
 
-# Each order and how a page goes on after the task with a given seq. Served by indexes that
-# end in the rowid (seq), so no listing sorts: newest by the rowid or tasks_by_status;
-# priority by tasks_by_priority (migration 5), filtered as it is walked.
-_ORDER: dict[TaskSort, str] = {
-    TaskSort.NEWEST: "seq DESC",
-    TaskSort.PRIORITY: "priority DESC, seq DESC",
+def _where(clauses: list[str]) -> str:
+    return " WHERE " + " AND ".join(clauses) if clauses else ""
+
+
+# What each order compares before seq, written exactly as the index that serves it (SQLite
+# uses an index on an expression only for the same expression): the rowid itself, or
+# tasks_by_status, tasks_by_action, tasks_by_priority (migrations 3, 5), tasks_by_started,
+# tasks_by_finished, tasks_by_duration, tasks_by_attempts (migration 6). Each index ends in
+# the rowid, so walking it gives the tie-breaker's order too and no listing sorts; a filter
+# is applied as the index is walked. -1 stands for a time not there yet (TaskSort).
+SORT_SQL: dict[TaskSort, str] = {
+    TaskSort.CREATED: "seq",
+    TaskSort.STARTED: "coalesce(started_at, -1)",
+    TaskSort.FINISHED: "coalesce(processed_at, -1)",
+    TaskSort.DURATION: "coalesce(processed_at - started_at, -1)",
+    TaskSort.ATTEMPTS: "attempts",
+    TaskSort.ACTION: "action",
+    TaskSort.STATUS: "status",
+    TaskSort.PRIORITY: "priority",
 }
-_AFTER_CURSOR: dict[TaskSort, str] = {
-    TaskSort.NEWEST: "seq < ?",
-    TaskSort.PRIORITY: "(priority, seq) < (SELECT priority, seq FROM tasks WHERE seq = ?)",
-}
+
+
+def order_by(query: TaskQuery) -> str:
+    direction = " DESC" if query.descending else ""
+    expression = SORT_SQL[query.sort]
+    if expression == "seq":
+        return f"seq{direction}"
+    return f"{expression}{direction}, seq{direction}"
 
 
 def _waited_for(dep_id: str, dep_status: str) -> str:
