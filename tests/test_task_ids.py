@@ -3,6 +3,8 @@ short ids users see, differ."""
 
 from __future__ import annotations
 
+import os
+import random
 import uuid
 
 from storage.task_ids import new_task_id
@@ -25,3 +27,25 @@ def test_every_random_bit_varies_and_short_ids_tell_tasks_apart() -> None:
     fixed = {*range(76, 80), 62, 63}  # the version and variant bits
     for bit in set(range(128)) - fixed:
         assert {(v >> bit) & 1 for v in values} == {0, 1}, bit
+
+
+def test_seeding_the_random_module_does_not_repeat_ids() -> None:
+    # Test libraries seed the random module's shared generator (Hypothesis does, in the
+    # fuzz tests), and so may a plugin: ids made from it repeated, and a POST failed.
+    random.seed(7)
+    first = new_task_id()
+    random.seed(7)
+    assert new_task_id() != first
+
+
+def test_a_forked_child_makes_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one id and leave at once
+        os.write(write, new_task_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert uuid.UUID(child).version == 4 and child != new_task_id()
