@@ -36,9 +36,12 @@ def unstorable(value: Any) -> str | None:
     return None
 
 
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")  # escaped, or encoded
+
+
 def may_be_unstorable(json_text: str | bytes) -> bool:
     """A cheap look at the encoded text: False means unstorable() would find nothing."""
     if isinstance(json_text, str):
         json_text = json_text.encode("utf-8", "surrogatepass")
     deep = json_text.count(b"[") + json_text.count(b"{") > MAX_JSON_DEPTH
-    return deep or re.search(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]", json_text) is not None
+    return deep or _MAYBE_SURROGATE.search(json_text) is not None

@@ -139,6 +139,7 @@ def test_tutorial_session_uppercase_sum_and_status_filter(
     assert resp.status == 202
     accepted = resp.json()
     assert set(accepted) == {"id", "status"} and accepted["status"] == "queued"
+    assert str(uuid.UUID(accepted["id"])) == accepted["id"]  # canonical text
     assert uuid.UUID(accepted["id"]).version == 4
     upper = accepted["id"]
     sum_ints = submit(client, "sum", {"numbers": [1, 2, 3]})

@@ -380,6 +380,42 @@ def test_idle_workers_are_rung_awake_by_new_work(
         pool.stop()
 
 
+def test_resuming_the_queue_wakes_every_idle_worker(
+    qtbot: QtBot, service: TaskService, store: SqliteTaskStore, qapp: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resume is news for the whole queue: it used to ring for one task, so of two workers
+    # asleep only one woke, and the second task waited for the idle poll.
+    monkeypatch.setattr(batch_worker, "IDLE_POLL_SECONDS", 3600.0)
+    gate = threading.Event()
+    entered: list[int] = []  # threads inside the action
+
+    def wait_for_gate(data: dict[str, Any]) -> dict[str, int]:
+        entered.append(threading.get_ident())
+        gate.wait(30)
+        return {"ok": 1}
+
+    service.registry.register(python_action("gate", wait_for_gate, lambda d: None,
+                                            "waits for the gate"))
+    pool = WorkerPool(service, workers=2, prefetch=2, work_delay=0)
+    asleep = asleep_on_the_doorbell(monkeypatch, pool)
+    pool.start()
+    try:
+        qtbot.waitUntil(lambda: len(asleep) == 2, timeout=10_000)
+        service.set_paused(True)
+        held = [service.submit("gate").id for _ in range(2)]
+        qtbot.waitUntil(lambda: len(asleep) == 2, timeout=10_000)  # back to sleep: paused
+        service.set_paused(False)
+        # Both run at once, one per worker (a claimed task shows `running` already).
+        qtbot.waitUntil(lambda: len(set(entered)) == 2, timeout=5_000)
+        gate.set()
+        qtbot.waitUntil(lambda: all(service.get(i).status == "completed" for i in held),
+                        timeout=5_000)
+    finally:
+        gate.set()
+        pool.stop()
+
+
 def test_a_worker_lingers_for_new_work_before_storing_an_outcome_alone(
     qtbot: QtBot, service: TaskService, qapp: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

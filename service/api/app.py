@@ -78,12 +78,22 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
 
     app.default_error_handler = error_page  # type: ignore[method-assign]
 
+    def check_json_content_type() -> None:
+        content_type = bottle.request.environ.get("CONTENT_TYPE", "")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            json_error(415, "Content-Type must be application/json")
+
     def json_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
         """Plugin: what a route raises becomes a JSON error, never bottle's catch-all (which
         prints the exception's message, possibly quoting task data, to stderr)."""
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                if bottle.request.method == "POST":
+                    # Here, once the router has found the route: a path that does not exist
+                    # or does not take POST is a 404 or 405 whatever the Content-Type (not a
+                    # 415 that sends the client to fix the wrong thing).
+                    check_json_content_type()
                 return callback(*args, **kwargs)
             except bottle.HTTPResponse:
                 raise
@@ -123,14 +133,6 @@ def create_app(service: TaskService, config: ApiConfig | None = None) -> bottle.
             if scheme.lower() != "bearer" or not hmac.compare_digest(presented, token):
                 json_error(401, "missing or invalid bearer token",
                            {"WWW-Authenticate": 'Bearer realm="taskdesk"'})
-        if request.method == "POST":
-            # A path that does not exist or does not take POST is a 404 or 405 whatever the
-            # Content-Type (not a 415 that sends the client to fix the wrong thing): match the
-            # route first; the router raises those errors, which error_page turns into JSON.
-            app.router.match(request.environ)
-            media_type = request.content_type.split(";", 1)[0].strip().lower()
-            if media_type != "application/json":
-                json_error(415, "Content-Type must be application/json")
 
     # Each module adds its routes; they share the checks and the error handling above.
     for module in (task_routes, queue_routes, action_routes, event_routes, nodes_routes,

@@ -25,6 +25,16 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
+def json_answer(status: int, body: Any) -> str:
+    """The answer of a route that returns normally: raising an HTTPResponse, as
+    json_response does, makes bottle build a second response object and copy it over, about
+    a tenth of the Python work of a POST /tasks."""
+    response = bottle.response
+    response.status = status
+    response.content_type = "application/json"
+    return dumps(body)
+
+
 def json_text_response(status: int, text: str) -> NoReturn:
     """Like json_response, for JSON that is already text."""
     raise bottle.HTTPResponse(body=text, status=status,
@@ -66,13 +76,12 @@ def read_body() -> bytes:
 
 
 def decode_json(raw: bytes) -> Any:
-    def reject_constant(name: str) -> NoReturn:
-        raise ValueError(f"{name} is not valid JSON")
-
     if not raw.strip():
         json_error(400, "invalid JSON", detail="the request body is empty")
     try:
-        value = json.loads(raw, parse_constant=reject_constant, object_pairs_hook=_unique_keys)
+        # What json.loads does with bytes, with a decoder made once: json.loads with options
+        # builds a new decoder, and its scanner, per call (half the cost of a small body).
+        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except RecursionError:
         json_error(400, "invalid JSON", detail="nested too deeply")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -93,6 +102,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise ValueError(f"duplicate name {key!r} in an object")
             seen.add(key)
     return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Its state is per call: one decoder serves every request thread.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def _check_decoded(raw: bytes, value: Any) -> None:

@@ -12,8 +12,8 @@ from service.api.http_io import (
     bool_param,
     decode_json,
     int_param,
+    json_answer,
     json_error,
-    json_response,
     json_text_response,
     parse_optional_empty_body,
     query_text,
@@ -37,7 +37,7 @@ SUBMISSION_FIELDS = frozenset({"action", "data", "priority", "delay", "run_at", 
 
 def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None:
     @app.post("/tasks")
-    def submit_task() -> NoReturn:
+    def submit_task() -> str:
         body = decode_json(read_body())
         if not isinstance(body, dict):
             json_error(400, "request body must be a JSON object")
@@ -56,7 +56,7 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
         except ValidationError as exc:
             json_error(400, str(exc))
         task = added.task
-        json_response(202 if added.created else 200, {"id": task.id, "status": task.status})
+        return json_answer(202 if added.created else 200, {"id": task.id, "status": task.status})
 
     @app.get("/tasks")
     def list_tasks() -> NoReturn:

@@ -27,15 +27,20 @@ class Doorbell:
     def closed(self) -> bool:
         return self._closed
 
-    def ring(self, tasks: int = 1) -> None:
+    def ring(self, tasks: int | None = 1) -> None:
+        """Wake up to *tasks* waiting workers (None: all of them)."""
         with self._cond:
             self._generation += 1
-            self._cond.notify(tasks)
+            if tasks is None:
+                self._cond.notify_all()
+            else:
+                self._cond.notify(tasks)
 
     def on_event(self, event: TaskEvent) -> None:
-        """A TaskService subscriber: rings for every change that may make a task ready."""
+        """A TaskService subscriber: rings for every change that may make a task ready; a
+        change of the whole queue (resumed, or anything may have changed) wakes everyone."""
         if event.kind in NEW_WORK:
-            self.ring(event.count)
+            self.ring(None if event.task is None else event.count)
 
     def wait(self, since: int, timeout: float | None) -> bool:
         """Wait up to *timeout* seconds while the generation is still *since*; True when it

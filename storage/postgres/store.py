@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -71,6 +70,7 @@ from storage.postgres.sql import (
 )
 from storage.postgres.writer import Changes as Notes
 from storage.postgres.writer import WriteBatcher
+from storage.task_ids import new_task_id
 
 log = logging.getLogger("taskdesk.storage")
 
@@ -285,7 +285,7 @@ class PostgresTaskStore:
 
     def add(self, new: NewTask, now: float) -> Added:
         when = stored_time(now)
-        task_id = str(uuid.uuid4())
+        task_id = new_task_id()
         after = list(dict.fromkeys(new.after))
         run_after = when if new.run_after is None else stored_time(new.run_after)
         key = new.idempotency_key
@@ -359,7 +359,7 @@ class PostgresTaskStore:
         when = stored_time(now)
         run_after = when if new.run_after is None else stored_time(new.run_after)
         after = list(dict.fromkeys(new.after))
-        ids = [str(uuid.uuid4()) for _ in range(copies)]
+        ids = [new_task_id() for _ in range(copies)]
 
         def write(conn: Conn, notes: Notes) -> list[str]:
             if not ids:

@@ -21,7 +21,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -35,6 +34,7 @@ from storage.errors import (
     UnknownTasksError,
 )
 from storage.models import (
+    ABSENT,
     RETRYABLE,
     STATUSES,
     Added,
@@ -58,6 +58,7 @@ from storage.sqlite.instance_lock import InstanceLock
 from storage.sqlite.logs import TaskLogs
 from storage.sqlite.migrations import LATEST_VERSION, migrate
 from storage.sqlite.writer import WriteBatcher
+from storage.task_ids import new_task_id
 
 log = logging.getLogger("taskdesk.storage")
 
@@ -269,7 +270,7 @@ class SqliteTaskStore:
 
     def add(self, new: NewTask, now: float) -> Added:
         when = stored_time(now)
-        task_id = str(uuid.uuid4())
+        task_id = new_task_id()
         after = list(dict.fromkeys(new.after))  # each once, in the order given
 
         def write(conn: sqlite3.Connection) -> Added:
@@ -328,7 +329,7 @@ class SqliteTaskStore:
         when = stored_time(now)
         run_after = when if new.run_after is None else stored_time(new.run_after)
         after = list(dict.fromkeys(new.after))
-        ids = [str(uuid.uuid4()) for _ in range(copies)]
+        ids = [new_task_id() for _ in range(copies)]
 
         def write(conn: sqlite3.Connection) -> list[str]:
             waiting, blocker = self._dependencies(conn, after) if after else (0, None)
@@ -634,36 +635,11 @@ class SqliteTaskStore:
         return self._one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
 
     def page(self, query: TaskQuery, limit: int, after: Task | None = None) -> list[Task]:
-        walk = self._walks(query, limit)
-        clauses, params = _filters(query, True, walk)
-        order = order_by(query)
-        expression = SORT_SQL[query.sort]
-        op = "<" if query.descending else ">"
-        if after is None:
-            parts = [(clauses, params, order)]
-        elif expression == "seq":
-            parts = [([*clauses, f"seq {op} ?"], [*params, after.seq], order)]
-        else:
-            # The cursor's values as given, not re-read: paging goes on from where the last
-            # page ended even when that task changed or was deleted since. In two parts,
-            # because SQLite seeks an index by the first value of a row value only: a page
-            # deep among a million equal values would read all of those before the cursor.
-            # Ties of the cursor's value first (equality, then a range of the rowid: a
-            # seek; ordered by seq alone, or SQLite sorts what the index gives in order),
-            # then the values beyond it (a range: a seek).
-            value = sort_value(query.sort, after)
-            direction = " DESC" if query.descending else ""
-            if query.status is not None and not walk:
-                # A status few tasks have: its index, not the order's (see _walks).
-                expression = "+" + expression
-            parts = [([*clauses, f"{expression} = ?", f"seq {op} ?"], [*params, value, after.seq],
-                      f"seq{direction}"),
-                     ([*clauses, f"{expression} {op} ?"], [*params, value], order)]
         tasks: list[Task] = []
-        for part_clauses, part_params, part_order in parts:
+        for clauses, params, order in self._parts(query, limit, after):
             rows = self._read(
-                f"SELECT {TASK_COLUMNS} FROM tasks{_where(part_clauses)} ORDER BY {part_order} "
-                f"LIMIT ?", (*part_params, limit - len(tasks)))
+                f"SELECT {TASK_COLUMNS} FROM tasks{_where(clauses)} ORDER BY {order} LIMIT ?",
+                (*params, limit - len(tasks)))
             tasks += [Task.from_row(r) for r in rows]
             if len(tasks) >= limit:
                 break
@@ -673,14 +649,72 @@ class SqliteTaskStore:
         # One row, not one per task: Python's sqlite3 releases the interpreter lock around
         # each row it steps to, so a listing of 100 rows took 200 turns at the lock, and with
         # a dozen API threads listing at once each turn was a wait (16 threads listed 2.4
-        # times slower than one). The subquery's order is the order of the concatenation.
-        clauses, params = _filters(query, True, self._walks(query, limit + offset))
+        # times slower than one). The subquery's order is the order of the concatenation;
+        # an order in two parts (see _parts) is their UNION ALL, which SQLite runs left to
+        # right, each part reading at most the rows the page could need.
+        arms, arm_params = [], []
+        for clauses, params, order in self._parts(query, limit + offset):
+            arms.append(f"SELECT * FROM (SELECT {TASK_JSON_SQL} AS task FROM tasks"
+                        f"{_where(clauses)} ORDER BY {order} LIMIT ?)")
+            arm_params += [*params, limit + offset]
         [(text, count)] = self._read(
-            f"SELECT group_concat(task, ','), count(*) FROM (SELECT {TASK_JSON_SQL} AS task "
-            f"FROM tasks{_where(clauses)} ORDER BY {order_by(query)} LIMIT ? OFFSET ?)",
-            (*params, limit, offset),
-        )
+            f"SELECT group_concat(task, ','), count(*) FROM ({' UNION ALL '.join(arms)} "
+            f"LIMIT ? OFFSET ?)", (*arm_params, limit, offset))
         return text or "", int(count)
+
+    def _parts(self, query: TaskQuery, rows: int, after: Task | None = None
+               ) -> list[tuple[list[str], list[object], str]]:
+        """The statements of a listing of up to *rows* tasks after *after*, in the listing's
+        order: (WHERE clauses, parameters, ORDER BY) of each. An order by a value some tasks
+        do not have yet (_PARTIAL_SORTS) is in two parts: the tasks with the value, walked
+        in its partial index, and the others (last descending, first ascending, like the -1
+        that stands for them), by seq in tasks_unset."""
+        walk = self._walks(query, rows)
+        clauses, params = _filters(query, True, walk)
+        direction = " DESC" if query.descending else ""
+        op = "<" if query.descending else ">"
+        partial = _PARTIAL_SORTS.get(query.sort)
+        if partial is None:
+            return self._valued(query, clauses, params, walk, SORT_SQL[query.sort], after)
+        expression, has_value, lacks_value = partial
+        with_value = [*clauses, has_value]
+        without = [*clauses, _UNSET_INDEX_WHERE, lacks_value]
+        after_lacks = after is not None and _lacks_value(query.sort, after)
+        valued = self._valued(query, with_value, params,
+                              walk, expression, None if after_lacks else after)
+        unvalued = [(without if not after_lacks else [*without, f"seq {op} ?"],
+                     params if not after_lacks or after is None else [*params, after.seq],
+                     f"seq{direction}")]
+        if query.descending:
+            return unvalued if after_lacks else valued + unvalued
+        return unvalued + valued if after is None or after_lacks else valued
+
+    @staticmethod
+    def _valued(query: TaskQuery, clauses: list[str], params: list[object], walk: bool,
+                expression: str, after: Task | None
+                ) -> list[tuple[list[str], list[object], str]]:
+        direction = " DESC" if query.descending else ""
+        op = "<" if query.descending else ">"
+        order = f"seq{direction}" if expression == "seq" else (
+            f"{expression}{direction}, seq{direction}")
+        if after is None:
+            return [(clauses, params, order)]
+        if expression == "seq":
+            return [([*clauses, f"seq {op} ?"], [*params, after.seq], order)]
+        # The cursor's values as given, not re-read: paging goes on from where the last
+        # page ended even when that task changed or was deleted since. In two parts,
+        # because SQLite seeks an index by the first value of a row value only: a page
+        # deep among a million equal values would read all of those before the cursor.
+        # Ties of the cursor's value first (equality, then a range of the rowid: a
+        # seek; ordered by seq alone, or SQLite sorts what the index gives in order),
+        # then the values beyond it (a range: a seek).
+        value = sort_value(query.sort, after)
+        if query.status is not None and not walk:
+            # A status few tasks have: its index, not the order's (see _walks).
+            expression = "+" + expression
+        return [([*clauses, f"{expression} = ?", f"seq {op} ?"], [*params, value, after.seq],
+                 f"seq{direction}"),
+                ([*clauses, f"{expression} {op} ?"], [*params, value], order)]
 
     def _walks(self, query: TaskQuery, rows: int) -> bool:
         """Whether a listing of *rows* rows should walk the index of its order, filtering as
@@ -725,12 +759,14 @@ class SqliteTaskStore:
             counts[TaskStatus(status)] = n
         return counts
 
+    # A task stored due (run_after = created_at) is not in the index, and is due already.
+    _NEXT_DUE = (
+        "SELECT min(run_after) FROM tasks INDEXED BY tasks_delayed "
+        "WHERE status = 'queued' AND waiting = 0 AND run_after > created_at AND run_after > ?"
+    )
+
     def next_due(self, now: float) -> float | None:
-        [(earliest,)] = self._read(
-            "SELECT min(run_after) FROM tasks INDEXED BY tasks_ready_run_after "
-            "WHERE status = 'queued' AND waiting = 0 AND run_after > ?",
-            (now,),
-        )
+        [(earliest,)] = self._read(self._NEXT_DUE, (now,))
         return None if earliest is None else float(earliest)
 
     def paused(self) -> bool:
@@ -781,8 +817,7 @@ def _where(clauses: list[str]) -> str:
 
 # What each order compares before seq, written exactly as the index that serves it (SQLite
 # uses an index on an expression only for the same expression): the rowid itself, or
-# tasks_by_status, tasks_by_action, tasks_by_priority (migrations 3, 5), tasks_by_started,
-# tasks_by_finished, tasks_by_duration, tasks_by_attempts (migration 6). Each index ends in
+# tasks_by_status, tasks_by_action, tasks_by_priority (migrations 3, 5). Each index ends in
 # the rowid, so walking it gives the tie-breaker's order too and no listing sorts; a filter
 # is applied as the index is walked. -1 stands for a time not there yet (TaskSort).
 SORT_SQL: dict[TaskSort, str] = {
@@ -795,6 +830,32 @@ SORT_SQL: dict[TaskSort, str] = {
     TaskSort.STATUS: "status",
     TaskSort.PRIORITY: "priority",
 }
+
+# Orders by a value a task does not have when it is submitted (no start, no finish, no
+# attempt): (the value, the condition of having it, of lacking it). Their indexes
+# (migration 6) are partial: the tasks that have the value, in tasks_by_started,
+# tasks_by_finished, tasks_by_duration or tasks_by_attempts, and those lacking any of them
+# in tasks_unset, by seq. A full index of each value gave every submission an entry, and
+# its commit a page, in four more indexes: half again its SQLite time (see
+# benchmarks/insert_cost.py); now it has one. The condition of lacking a value is written
+# beside tasks_unset's own (_UNSET_INDEX_WHERE), which SQLite must find in a query's WHERE
+# to use that index.
+_PARTIAL_SORTS: dict[TaskSort, tuple[str, str, str]] = {
+    TaskSort.STARTED: ("started_at", "started_at IS NOT NULL", "started_at IS NULL"),
+    TaskSort.FINISHED: ("processed_at", "processed_at IS NOT NULL", "processed_at IS NULL"),
+    TaskSort.DURATION: ("processed_at - started_at",
+                        "(processed_at IS NOT NULL AND started_at IS NOT NULL)",
+                        "(processed_at IS NULL OR started_at IS NULL)"),
+    TaskSort.ATTEMPTS: ("attempts", "attempts > 0", "attempts = 0"),
+}
+_UNSET_INDEX_WHERE = "(started_at IS NULL OR processed_at IS NULL OR attempts = 0)"
+
+
+def _lacks_value(sort: TaskSort, task: Task) -> bool:
+    """Whether *task* is among the tasks of _PARTIAL_SORTS[*sort*] without the value."""
+    if sort == TaskSort.ATTEMPTS:
+        return task.attempts == 0
+    return sort_value(sort, task) == ABSENT
 
 
 def order_by(query: TaskQuery) -> str:

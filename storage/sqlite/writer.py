@@ -7,8 +7,14 @@ fsync. Here all writes share one connection, and the first thread to arrive whil
 in progress becomes the *leader*: it takes every write waiting at that moment, runs them in one
 transaction (each in its own savepoint, so one failing write does not undo the others) and
 commits once — one fsync for the whole batch. Threads arriving meanwhile wait; when the leader
-is done, one of them leads the next batch. A write alone costs no thread switch at all, and a
-caller returns only once the commit holding its write is durable.
+is done, it hands the lead to the oldest of them, which commits the next batch. A write alone
+costs no thread switch at all, and a caller returns only once the commit holding its write is
+durable.
+
+Each waiting thread sleeps on a lock of its own and is woken exactly once, when its write is
+committed or when it is handed the lead: a shared condition's ``notify_all`` woke every waiter
+after each batch, most of them only to go back to sleep, a storm of interpreter-lock and futex
+hand-offs under load.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ Write = Callable[[sqlite3.Connection], T]
 
 
 class _Pending(Generic[T]):
-    __slots__ = ("deadline", "done", "error", "result", "write")
+    __slots__ = ("deadline", "done", "error", "lead", "result", "wake", "write")
 
     def __init__(self, write: Write[T]) -> None:
         self.write = write
+        self.wake = threading.Lock()  # held until the write is done or the lead handed over
+        self.wake.acquire()
+        self.lead = False
         # A write waits for another program's lock at most the busy timeout in all, however
         # long it first waited behind a batch that was itself waiting for that lock.
         self.deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -65,19 +74,28 @@ class WriteBatcher:
             if self._closed:
                 raise sqlite3.ProgrammingError("task store is closed")
             self._pending.append(item)  # type: ignore[arg-type]
-            while self._leading and not item.done:
-                self._cond.wait()
-            lead = not item.done
-            if lead:
-                self._leading = True
-                batch, self._pending = self._pending, []
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.wake.acquire()  # until committed, or handed the lead
+            lead = item.lead
         if lead:
+            with self._cond:
+                batch, self._pending = self._pending, []
             try:
                 self._commit(batch)
             finally:
                 with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()  # the done return, one of the rest leads next
+                    successor = self._pending[0] if self._pending else None
+                    if successor is None:
+                        self._leading = False
+                        self._cond.notify_all()  # only close() waits on it
+                for done in batch:
+                    if done is not item:
+                        done.wake.release()
+                if successor is not None:
+                    successor.lead = True
+                    successor.wake.release()
         if isinstance(item.error, sqlite3.OperationalError):
             raise StorageUnavailableError(
                 f"cannot write to database {self.path}: {item.error}"
@@ -107,18 +125,30 @@ class WriteBatcher:
                 conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
                 self._busy_ms = busy_ms
             conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                conn.execute("SAVEPOINT write")
+            if len(batch) == 1:
+                # Alone, a write needs no savepoint: if it fails, the whole transaction goes.
+                [item] = batch
                 try:
                     item.result = item.write(conn)
                 except Exception as exc:
                     item.error = exc
                     if not conn.in_transaction:
-                        # Some errors (disk full, I/O) make SQLite roll back the whole
-                        # transaction, taking the earlier writes of this batch with it.
                         raise
-                    conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
+                    conn.execute("ROLLBACK")
+                    return
+            else:
+                for item in batch:
+                    conn.execute("SAVEPOINT write")
+                    try:
+                        item.result = item.write(conn)
+                    except Exception as exc:
+                        item.error = exc
+                        if not conn.in_transaction:
+                            # Some errors (disk full, I/O) make SQLite roll back the whole
+                            # transaction, taking the earlier writes of this batch with it.
+                            raise
+                        conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
             conn.execute("COMMIT")
         except Exception as exc:
             if self._conn is not None and self._conn.in_transaction:
