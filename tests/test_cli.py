@@ -310,6 +310,28 @@ def test_list_prints_a_table_and_json_as_the_api_gives_it(plain: Server) -> None
         "taskdesk: invalid value for --status from the command line: 'done' is not one of")
 
 
+def test_list_sorts_as_the_api_does(plain: Server) -> None:
+    ids = [submit(plain, "sortcheck", {"n": i}) for i in range(3)]
+    for task_id in ids:
+        finished(plain, task_id)
+    oldest_first = on(plain, "list", "--action", "sortcheck", "--sort", "created",
+                      "--order", "asc")
+    assert oldest_first.returncode == 0, oldest_first.stderr
+    assert [row.split()[0] for row in oldest_first.stdout.splitlines()[1:]] == ids
+    by_finish = on(plain, "list", "--action", "sortcheck", "--sort", "finished", "--json")
+    assert json.loads(by_finish.stdout) == plain.api.get(
+        "/tasks?action=sortcheck&sort=finished").body
+    bad = on(plain, "list", "--sort", "size")
+    assert bad.returncode == 2 and "--sort" in one_error(bad)
+
+
+def test_the_command_line_offers_every_sort_of_the_api() -> None:
+    from service.cli.commands import SORTS
+    from storage import TaskSort
+
+    assert set(SORTS) == {sort.value for sort in TaskSort}
+
+
 def test_list_json_stays_one_document_with_many_rows(plain: Server) -> None:
     for i in range(300):
         submit(plain, "many", {"text": "x" * 50 + "\n\"quoted\" é " + str(i)})

@@ -42,6 +42,9 @@ else:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # The statuses GET /tasks filters by (storage/models.py; tests/test_cli.py keeps them equal).
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+# The API's sort values (storage's TaskSort; not imported, to keep the command line light).
+SORTS = ("created", "started", "finished", "duration", "attempts", "action", "status",
+         "priority")
 COMPLETION_TIMEOUT_SECONDS = 2.0
 
 Task = dict[str, Any]
@@ -361,11 +364,15 @@ def _task_data(client: Client, action: str, words: Sequence[str],
               shell_complete=_complete(_action_names))
 @click.option("--limit", type=click.IntRange(1, 1000),
               help="At most this many.  [default: 100]")
+@click.option("--sort", type=click.Choice(SORTS),
+              help="Order by this, as the window's columns.  [default: created]")
+@click.option("--order", type=click.Choice(("asc", "desc")), help="  [default: desc]")
 def list_tasks(client: Client, status: str | None, action: str | None, limit: int | None,
-               as_json: bool) -> int:
-    """List tasks, newest first."""
+               sort: str | None, order: str | None, as_json: bool) -> int:
+    """List tasks, newest first (or by --sort)."""
     query = urlencode([(k, v) for k, v in (("status", status), ("action", action),
-                                           ("limit", limit)) if v is not None])
+                                           ("limit", limit), ("sort", sort),
+                                           ("order", order)) if v is not None])
     answer = client.request("GET", "/tasks" + (f"?{query}" if query else ""))
     if as_json:
         write_json(answer.body)
