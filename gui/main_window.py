@@ -503,7 +503,7 @@ class MainWindow(QMainWindow):
         return (
             f"<h3>Taskdesk {html.escape(info.version)}</h3>"
             "<p>A desktop task queue: this window, an HTTP API and workers sharing one "
-            "SQLite database.</p>"
+            "database (a SQLite file, or PostgreSQL shared with other instances).</p>"
             f"<p><b>Database:</b> {html.escape(str(info.db_path))}<br>"
             f"<b>API:</b> {api}</p>"
             f"{problems}"

