@@ -982,6 +982,9 @@ def test_sort_and_order_list_in_that_order(shared: Env) -> None:
     ("order=up", "asc, desc"),
     ("format=xml", "csv, json"),
     ("format=csv&sort=size", "created, started"),
+    # An export ignores limit and offset, but a value that is not one is still refused.
+    ("format=csv&limit=null", "limit"),
+    ("format=json&offset=-1", "offset"),
 ])
 def test_a_bad_sort_order_or_format_is_a_400_naming_the_valid_ones(
     shared: Env, query: str, valid: str

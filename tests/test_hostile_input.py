@@ -1210,7 +1210,8 @@ def test_odd_schedule_paths_are_json_404(idle: Env, path: str) -> None:
         request(idle.port, "POST", path, b"{}").error(404)
 
 
-@pytest.mark.parametrize("body", [b'{"paused": true}', b"[]", b"null", b'"pause"', b"{"])
+@pytest.mark.parametrize("body", [b'{"paused": true}', b"[]", b"null", b'"pause"', b"{", b"\n",
+                                  b"  "])
 def test_pause_and_resume_refuse_any_body_but_an_empty_object(idle: Env, body: bytes) -> None:
     for verb in ("pause", "resume"):
         with unchanged(idle.store):

@@ -173,7 +173,7 @@ def bool_param(name: str) -> bool:
 
 def parse_optional_empty_body() -> None:
     """retry, cancel, pause and the like take no body: accept none, or an empty JSON
-    object."""
+    object. Whitespace alone is neither (it is not JSON text): a 400, like any other body."""
     raw = read_body()
-    if raw.strip() and decode_json(raw) != {}:
+    if raw and decode_json(raw) != {}:
         json_error(400, "this request takes no body (or an empty JSON object)")

@@ -60,13 +60,14 @@ def add_routes(app: bottle.Bottle, service: TaskService, cfg: ApiConfig) -> None
 
     @app.get("/tasks")
     def list_tasks() -> NoReturn:
+        # Checked even for an export, which ignores them: a bad value is a 400 either way.
+        limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = int_param("offset", 0, 0, MAX_OFFSET)
         fmt = query_text("format")
         if fmt is not None:
             export_tasks(service, fmt)
         status = query_text("status")
         action = query_text("action")
-        limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = int_param("offset", 0, 0, MAX_OFFSET)
         scheduled = bool_param("scheduled")
         sort = query_text("sort")
         order = query_text("order")
