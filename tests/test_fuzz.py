@@ -324,12 +324,14 @@ def test_stateful_sequences_follow_the_links(idle: Fuzzed) -> None:
 
     # The links must be followed to tasks and schedules that exist: read, cancelled,
     # retried, run. Runs are random; a few more (at most nine) make sure short ones reached
-    # them all.
+    # them all. Random even under CI=true, whose Hypothesis profile derandomizes: every round
+    # then drew the same sequences, and a document whose shape led them elsewhere (a retry
+    # is three links deep) failed every time.
     wanted = {"GET /tasks/{task_id} 200", "POST /tasks/{task_id}/cancel 200",
               "POST /tasks/{task_id}/retry 202", "POST /schedules/{name}/run 202"}
     for _ in range(10):
         Sequences.run(settings=settings(SETTINGS, max_examples=max(10, EXAMPLES // 2),
-                                        stateful_step_count=8))
+                                        stateful_step_count=8, derandomize=False))
         if wanted <= set(idle.statuses):
             break
     assert wanted <= set(idle.statuses), sorted(idle.statuses)

@@ -23,16 +23,9 @@ from service.task_service import TaskService
 from storage import TaskQuery, TaskSort, TaskStatus
 from storage.sqlite import SqliteTaskStore
 from tests.conftest import claim_task, run_claimed
+from tests.gui_helpers import isolated_settings  # noqa: F401 (an autouse fixture, by name)
 
 ROOT = QModelIndex()
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
-    yield
-    QSettings.setDefaultFormat(QSettings.Format.NativeFormat)
 
 
 @pytest.fixture
