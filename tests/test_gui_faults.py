@@ -47,6 +47,7 @@ from storage import DatabaseDamagedError, StorageUnavailableError, Task, TaskSta
 from storage.sqlite import SqliteTaskStore
 from tests.action_helpers import python_action
 from tests.conftest import Client, claim_task, run_claimed, snapshot
+from tests.gui_helpers import isolated_settings  # noqa: F401 (an autouse fixture, by name)
 
 BIG = {"text": "x" * 20_000}  # needs new database pages, so a capped file refuses it
 FAST_BUSY_MS = 250
@@ -233,14 +234,6 @@ def svc(store: SqliteTaskStore) -> TaskService:
     registry = default_registry()
     registry.register(python_action("boom", boom, lambda data: None, "fails"))
     return TaskService(store, registry, max_attempts=1)
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
-    yield
-    QSettings.setDefaultFormat(QSettings.Format.NativeFormat)
 
 
 @pytest.fixture

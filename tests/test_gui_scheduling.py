@@ -28,17 +28,10 @@ from service.task_service import TaskService
 from storage import Task, TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
 from tests.conftest import claim_next, run_claimed
+from tests.gui_helpers import isolated_settings  # noqa: F401 (an autouse fixture, by name)
 from tests.test_schedules import Clock
 
 NOW = float(int(time.time()) // 60 * 60)  # a whole minute, near the real time (QDateTime)
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
-    yield
-    QSettings.setDefaultFormat(QSettings.Format.NativeFormat)
 
 
 @pytest.fixture

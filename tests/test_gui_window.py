@@ -28,19 +28,11 @@ from storage import Task, TaskQuery, TaskStatus
 from storage.sqlite import SqliteTaskStore
 from tests.action_helpers import python_action
 from tests.conftest import claim_task, run_claimed
+from tests.gui_helpers import isolated_settings  # noqa: F401 (an autouse fixture, by name)
 
 # The offscreen platform reports this once per shown top-level window; it is not our bug.
 
 WindowFactory = Callable[..., MainWindow]
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    """Any QSettings() made without a file lands in tmp_path, never in the user's settings."""
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
-    yield
-    QSettings.setDefaultFormat(QSettings.Format.NativeFormat)
 
 
 @pytest.fixture
